@@ -1,0 +1,216 @@
+"""The `opsgraph` command line: parse, call a service in graph/ or ingest/, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from opsgraph.graph.constraints import apply_schema
+from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
+from opsgraph.graph.settings import Settings
+from opsgraph.graph.stats import GraphStats, graph_stats
+from opsgraph.graph.store import Store, StoreError
+from opsgraph.graph.writer import BulkWriter
+from opsgraph.ingest.rows import LoadReport, load_sample_plant
+from opsgraph.schema import SchemaError
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="opsgraph: ERP, MES and connected-worker data in one operational graph.\n\n"
+    "With no OPSGRAPH_URI the graph lives in an embedded ArcadeDB under OPSGRAPH_HOME "
+    "(default ~/.opsgraph), started on demand; set OPSGRAPH_URI to use a Neo4j server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the embedded ArcadeDB server.", no_args_is_help=True)
+schema_app = typer.Typer(help="Constraints and indexes from the graph model.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(schema_app, name="schema")
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    uri: Annotated[
+        str | None, typer.Option(help="Neo4j URI (env OPSGRAPH_URI); omit for embedded.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Neo4j user (env OPSGRAPH_USER).")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Neo4j password (env OPSGRAPH_PASSWORD).")
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database name (env OPSGRAPH_DATABASE).")
+    ] = None,
+    home: Annotated[Path | None, typer.Option(help="Data directory (env OPSGRAPH_HOME).")] = None,
+) -> None:
+    ctx.obj = Settings.from_env(uri=uri, user=user, password=password, database=database, home=home)
+
+
+def _emit(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _open(ctx: typer.Context, as_json: bool) -> Store:
+    settings: Settings = ctx.obj
+    if settings.embedded and not as_json:
+        with console.status("Starting the embedded store…"):
+            return Store.open(settings)
+    return Store.open(settings)
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("start")
+def db_start(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Start the embedded server (does nothing if it already runs) and wait until it answers."""
+    server = _embedded(ctx)
+    with console.status("Starting ArcadeDB…"):
+        state = server.start()
+    if as_json:
+        _emit({**asdict(state), "bolt_uri": state.bolt_uri, "studio_url": state.studio_url})
+        return
+    console.print(
+        f"[green]running[/] pid {state.pid}, Bolt {state.bolt_uri}, database {state.database}"
+    )
+    console.print(f"Studio {state.studio_url} (user root, password in {server.password_file})")
+
+
+@db_app.command("stop")
+def db_stop(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Stop the embedded server cleanly; data stays on disk."""
+    stopped = _embedded(ctx).stop()
+    if as_json:
+        _emit({"stopped": stopped})
+    else:
+        console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Say whether the embedded server runs, where, and how to reach it."""
+    server = _embedded(ctx)
+    state = server.status()
+    if as_json:
+        _emit(
+            {
+                "running": state is not None,
+                **(asdict(state) if state else {}),
+                "home": str(server.root_path),
+            }
+        )
+        return
+    if state is None:
+        console.print(f"not running (data directory {server.root_path})")
+    else:
+        console.print(
+            f"[green]running[/] pid {state.pid}, Bolt {state.bolt_uri}, Studio {state.studio_url}"
+        )
+        console.print(f"data {state.root_path}, log {server.log_file}")
+
+
+def _embedded(ctx: typer.Context) -> EmbeddedServer:
+    settings: Settings = ctx.obj
+    if not settings.embedded:
+        raise EmbeddedServerError(
+            f"OPSGRAPH_URI is set ({settings.uri}): the embedded server is not in use; "
+            "manage that Neo4j with its own tools"
+        )
+    return EmbeddedServer(settings)
+
+
+# -- schema and stats ---------------------------------------------------------------------------
+
+
+@schema_app.command("apply")
+def schema_apply(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Install the model's uniqueness constraints and indexes (safe to run again)."""
+    with _open(ctx, as_json) as store:
+        statements = apply_schema(store)
+    unique = sum(1 for s in statements if s.kind == "unique")
+    if as_json:
+        _emit({"constraints": unique, "indexes": len(statements) - unique})
+    else:
+        console.print(
+            f"{unique} uniqueness constraints and {len(statements) - unique} indexes in place"
+        )
+
+
+@app.command("stats")
+def stats(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Count nodes by label and relationships by type."""
+    with _open(ctx, as_json) as store:
+        result = graph_stats(store)
+    if as_json:
+        _emit(result.as_dict())
+    else:
+        _print_stats(result)
+
+
+def _print_stats(result: GraphStats) -> None:
+    table = Table(title=f"{result.total_nodes} nodes, {result.total_relationships} relationships")
+    table.add_column("label / type")
+    table.add_column("count", justify="right")
+    for label, count in result.nodes.items():
+        table.add_row(f"({label})", str(count))
+    for rel_type, count in result.relationships.items():
+        table.add_row(f"[:{rel_type}]", str(count))
+    console.print(table)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Start the store, apply the schema, load the built-in sample plant and show what is there."""
+    with _open(ctx, as_json) as store:
+        apply_schema(store)
+        load = load_sample_plant(BulkWriter(store))
+        result = graph_stats(store)
+    if as_json:
+        _emit(
+            {
+                "load": [r.as_dict() for r in load.reports],
+                "errors": load.errors,
+                "stats": result.as_dict(),
+            }
+        )
+        return
+    _print_load(load)
+    _print_stats(result)
+
+
+def _print_load(load: LoadReport) -> None:
+    created = sum(r.created for r in load.reports)
+    updated = sum(r.updated for r in load.reports)
+    unchanged = sum(r.unchanged for r in load.reports)
+    console.print(
+        f"loaded sample plant: {created} created, {updated} updated, {unchanged} unchanged, "
+        f"{len(load.rejected)} rejected"
+    )
+    for rejection in load.rejected:
+        err_console.print(
+            f"[red]rejected[/] {rejection.target} #{rejection.position}: {rejection.reason}"
+        )
+    for error in load.errors:
+        err_console.print(f"[red]error[/] {error}")
+
+
+def main() -> None:
+    """Console entry point: known failures print one clear line instead of a traceback."""
+    try:
+        app()
+    except (StoreError, EmbeddedServerError, SchemaError, ValueError) as error:
+        err_console.print(f"[red]error:[/] {error}")
+        sys.exit(1)

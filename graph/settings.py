@@ -1,0 +1,64 @@
+"""One settings object for the store, read from the environment and overridable by the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_DATABASE = "opsgraph"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the graph lives.
+
+    With no ``uri`` opsgraph runs its own embedded ArcadeDB under ``home``; with a URI
+    (``bolt://``, ``neo4j://`` routing, ``neo4j+s://`` …) it talks to that Neo4j instead,
+    through the same driver and the same Cypher.
+    """
+
+    uri: str | None = None
+    user: str = "neo4j"
+    password: str | None = None
+    database: str | None = None
+    home: Path = Path.home() / ".opsgraph"
+    bolt_port: int | None = None
+    http_port: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``OPSGRAPH_*`` variables; keyword overrides that are not None win."""
+        env = os.environ if env is None else env
+
+        def port(name: str) -> int | None:
+            value = env.get(name)
+            if not value:
+                return None
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ValueError(f"{name}={value!r} is not a TCP port number")
+            return int(value)
+
+        settings = cls(
+            uri=env.get("OPSGRAPH_URI") or None,
+            user=env.get("OPSGRAPH_USER") or "neo4j",
+            password=env.get("OPSGRAPH_PASSWORD") or None,
+            database=env.get("OPSGRAPH_DATABASE") or None,
+            home=Path(env.get("OPSGRAPH_HOME") or Path.home() / ".opsgraph").expanduser(),
+            bolt_port=port("OPSGRAPH_BOLT_PORT"),
+            http_port=port("OPSGRAPH_HTTP_PORT"),
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def embedded(self) -> bool:
+        return self.uri is None
+
+    @property
+    def database_name(self) -> str | None:
+        """The database sessions use: ours on the embedded store, the server default on Neo4j."""
+        if self.database:
+            return self.database
+        return EMBEDDED_DATABASE if self.embedded else None

@@ -1,0 +1,37 @@
+"""Counts of what the graph holds, for `opsgraph stats` and the demo's summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import queries
+from .store import Store
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    nodes: dict[str, int]
+    relationships: dict[str, int]
+
+    @property
+    def total_nodes(self) -> int:
+        return sum(self.nodes.values())
+
+    @property
+    def total_relationships(self) -> int:
+        return sum(self.relationships.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "nodes": self.nodes,
+            "relationships": self.relationships,
+            "total_nodes": self.total_nodes,
+            "total_relationships": self.total_relationships,
+        }
+
+
+def graph_stats(store: Store) -> GraphStats:
+    """Node counts by label and relationship counts by type, sorted by name."""
+    nodes = {r["label"]: r["count"] for r in store.read(queries.COUNT_NODES_BY_LABEL)}
+    rels = {r["type"]: r["count"] for r in store.read(queries.COUNT_RELATIONSHIPS_BY_TYPE)}
+    return GraphStats(dict(sorted(nodes.items())), dict(sorted(rels.items())))

@@ -1,0 +1,137 @@
+"""The one way opsgraph talks to its graph: the neo4j driver over Bolt, to Neo4j or the
+embedded ArcadeDB, with errors translated into messages a user can act on."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from neo4j import Driver, GraphDatabase, ManagedTransaction
+from neo4j.exceptions import (
+    AuthError,
+    ConstraintError,
+    Neo4jError,
+    ServiceUnavailable,
+)
+
+from . import queries
+from .embedded import ROOT_USER, EmbeddedServer
+from .settings import Settings
+
+T = TypeVar("T")
+
+MERGE_RACE_CODE = "Neo.ClientError.Schema.ConstraintValidationFailed"
+MERGE_RACE_ATTEMPTS = 6
+
+
+class StoreError(RuntimeError):
+    """Something went wrong talking to the graph store; the message says what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or refused our credentials."""
+
+
+class ConstraintViolation(StoreError):
+    """A write broke a uniqueness constraint (a business key used twice)."""
+
+
+class Store:
+    """A driver plus the database to use; the only owner of sessions and transactions."""
+
+    def __init__(self, driver: Driver, database: str | None, description: str) -> None:
+        self.driver = driver
+        self.database = database
+        self.description = description
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        """Connect to the configured Neo4j, or start the embedded server on demand."""
+        if settings.embedded:
+            server = EmbeddedServer(settings)
+            state = server.start()
+            driver = GraphDatabase.driver(state.bolt_uri, auth=(ROOT_USER, server.password))
+            description = f"embedded ArcadeDB {state.bolt_uri} database {state.database}"
+        else:
+            auth = (settings.user, settings.password) if settings.password else None
+            driver = GraphDatabase.driver(settings.uri, auth=auth)
+            description = f"{settings.uri} database {settings.database_name or '(default)'}"
+        store = cls(driver, settings.database_name, description)
+        store.read(queries.PING)
+        return store
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running Cypher ----------------------------------------------------------------------
+
+    def read(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Run a read query and return its records as dicts."""
+        with self._translated():
+            with self.driver.session(database=self.database) as session:
+                return session.execute_read(lambda tx: [r.data() for r in tx.run(query, params)])
+
+    def write(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one write query in its own transaction and return its records."""
+        return self.transaction(lambda tx: [r.data() for r in tx.run(query, params)])
+
+    def transaction(self, work: Callable[[ManagedTransaction], T], merge_batch: bool = False) -> T:
+        """Run ``work`` in one write transaction.
+
+        The driver already retries transient errors. ``merge_batch=True`` also retries a
+        uniqueness error, which the embedded store raises when two writers MERGE the same new
+        key at once (Neo4j blocks instead); MERGE is idempotent, so the retry is safe.
+        """
+        for attempt in range(1, MERGE_RACE_ATTEMPTS + 1):
+            try:
+                with self._translated(), self.driver.session(database=self.database) as session:
+                    return session.execute_write(work)
+            except ConstraintViolation as error:
+                if not merge_batch or attempt == MERGE_RACE_ATTEMPTS:
+                    raise
+                if getattr(error.__cause__, "code", None) != MERGE_RACE_CODE:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * 2**attempt)  # noqa: S311 - jitter only
+        raise AssertionError("unreachable")
+
+    def _translated(self) -> _Translator:
+        return _Translator(self.description)
+
+
+class _Translator:
+    """Turns driver exceptions into StoreErrors that say what happened and where."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, StoreError):
+            return False
+        if isinstance(exc, ConstraintError):
+            raise ConstraintViolation(
+                f"uniqueness constraint violated on {self.description}: {exc.message}"
+            ) from exc
+        if isinstance(exc, AuthError):
+            raise StoreUnavailable(
+                f"{self.description} refused the credentials; check OPSGRAPH_USER/OPSGRAPH_PASSWORD"
+            ) from exc
+        if isinstance(exc, ServiceUnavailable | OSError):
+            raise StoreUnavailable(
+                f"cannot reach {self.description}: {exc}. Is it running? (`opsgraph db status`)"
+            ) from exc
+        if isinstance(exc, Neo4jError):
+            raise StoreError(
+                f"{self.description} rejected a query: {exc.code}: {exc.message}"
+            ) from exc
+        return False

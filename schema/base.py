@@ -1,0 +1,108 @@
+"""Shared building blocks of the graph model: provenance, UTC timestamps, relationship models.
+
+Every node and relationship that ingest writes says where it came from, so an analyst can
+always tell a source fact from something opsgraph inferred.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import neo4j.time
+from neomodel import (
+    DateTimeNeo4jFormatProperty,
+    FloatProperty,
+    IntegerProperty,
+    JSONProperty,
+    StringProperty,
+    StructuredNode,
+    StructuredRel,
+)
+from neomodel.properties import validator
+
+# Properties the bulk writer stamps itself; input rows may not set them.
+MANAGED_PROPERTIES = frozenset({"ingest_run", "ingested_at", "updated_at"})
+
+
+class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):
+    """A native Cypher datetime that is always timezone-aware UTC.
+
+    Naive datetimes are rejected rather than guessed: a plant's MES and ERP often sit in
+    different time zones, and a silently mis-zoned timestamp breaks every "before" question
+    root-cause analysis asks.
+    """
+
+    @validator
+    def deflate(self, value: Any) -> Any:
+        if not isinstance(value, datetime):
+            raise ValueError(f"datetime expected, got {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError("datetime without a time zone; give an aware (UTC) datetime")
+        return neo4j.time.DateTime.from_native(value.astimezone(UTC))
+
+    @validator
+    def inflate(self, value: Any) -> datetime:
+        native = value.to_native() if hasattr(value, "to_native") else value
+        # The embedded store hands back UTC datetimes without a zone.
+        return native if native.tzinfo else native.replace(tzinfo=UTC)
+
+
+class OpsNode(StructuredNode):
+    """Abstract base of every node: provenance fields shared by all labels.
+
+    Each concrete subclass declares exactly one business-key property with
+    ``unique_index=True``; the bulk writer merges on it.
+    """
+
+    __abstract_node__ = True
+
+    source_system = StringProperty(index=True, help_text="e.g. 'SAP S/4HANA', 'MTConnect'")
+    source_record = StringProperty(help_text="file and record position or id in the source")
+    ingest_run = StringProperty(help_text="ingest run that last changed this node")
+    ingested_at = UtcDateTimeProperty(help_text="when this node was first written")
+    updated_at = UtcDateTimeProperty(help_text="when ingest last changed this node")
+
+
+class SourceRel(StructuredRel):
+    """A relationship stated by a source system, with its provenance."""
+
+    source_system = StringProperty()
+    source_record = StringProperty()
+    ingest_run = StringProperty()
+    ingested_at = UtcDateTimeProperty()
+    updated_at = UtcDateTimeProperty()
+
+
+class QuantityRel(SourceRel):
+    """A source relationship that moves material: a lot consumed by or produced by work."""
+
+    quantity = FloatProperty()
+    unit = StringProperty()
+    material_document = StringProperty(help_text="SAP material document / item, if any")
+    posted_at = UtcDateTimeProperty()
+
+
+class SkillRel(SourceRel):
+    """A person's skill or certification, with its level and validity."""
+
+    level = IntegerProperty()
+    certified = StringProperty(help_text="'yes', 'no' or 'expired'")
+    valid_until = UtcDateTimeProperty()
+
+
+class InferredCause(StructuredRel):
+    """A cause found by root-cause analysis — never a source fact.
+
+    Kept apart from :class:`SourceRel` (no provenance fields, its own relationship types)
+    so that nobody mistakes an inference for something a system reported.
+    """
+
+    score = FloatProperty(required=True)
+    rank = IntegerProperty()
+    method = StringProperty(required=True)
+    run_id = StringProperty(required=True, index=True)
+    cause_type = StringProperty()
+    explanation = StringProperty()
+    evidence = JSONProperty(help_text="evidence paths: nodes and relationships with times")
+    computed_at = UtcDateTimeProperty()
