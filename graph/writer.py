@@ -198,9 +198,7 @@ class BulkWriter:
             report.rows += 1
             try:
                 if not isinstance(row, Mapping):
-                    raise _Reject(
-                        f"expected a record with start, end and properties, not {type(row).__name__}"
-                    )
+                    raise _Reject(f"expected a start/end record, not {type(row).__name__}")
                 start = _key(spec.start, row.get("start"), "start key")
                 end = _key(spec.end, row.get("end"), "end key")
                 props = _props(spec.name, spec.properties, row, {"start", "end"})
