@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import queries
 from .settings import Settings
 
 ROOT_USER = "root"
@@ -282,7 +283,7 @@ class EmbeddedServer:
         with GraphDatabase.driver(state.bolt_uri, auth=(ROOT_USER, self.password)) as driver:
             while time.monotonic() < deadline:
                 try:
-                    driver.execute_query("RETURN 1", database_=state.database)
+                    driver.execute_query(queries.PING, database_=state.database)
                     return
                 except (ServiceUnavailable, Neo4jError, OSError) as error:
                     last_error = error

@@ -16,7 +16,6 @@ from neo4j.exceptions import (
     ServiceUnavailable,
 )
 
-from . import queries
 from .embedded import ROOT_USER, EmbeddedServer
 from .settings import Settings
 
@@ -59,7 +58,9 @@ class Store:
             driver = GraphDatabase.driver(settings.uri, auth=auth)
             description = f"{settings.uri} database {settings.database_name or '(default)'}"
         store = cls(driver, settings.database_name, description)
-        store.read(queries.PING)
+        # Fail fast: managed transactions would retry an unreachable server for 30 s.
+        with store._translated():
+            driver.verify_connectivity()
         return store
 
     def close(self) -> None:

@@ -1,0 +1,59 @@
+"""The command line, run the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from opsgraph.api.cli import app
+from opsgraph.graph.settings import Settings
+from opsgraph.graph.store import Store
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def _args(settings: Settings) -> list[str]:
+    return [] if settings.uri else ["--home", str(settings.home)]
+
+
+def _run_json(settings: Settings, *args: str) -> dict:
+    result = runner.invoke(app, [*_args(settings), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_demo_loads_the_sample_and_stats_counts_it(settings: Settings, store: Store) -> None:
+    demo = _run_json(settings, "demo")
+    assert demo["errors"] == []
+    assert sum(r["created"] for r in demo["load"]) == 80
+    stats = _run_json(settings, "stats")
+    assert stats["total_nodes"] == 34 and stats["total_relationships"] == 46
+    assert stats["nodes"]["Machine"] == 3
+    assert stats["relationships"]["CONSUMED_BY"] == 2
+    again = _run_json(settings, "demo")
+    assert sum(r["unchanged"] for r in again["load"]) == 80
+
+
+def test_schema_apply_reports_constraints_and_indexes(settings: Settings, store: Store) -> None:
+    result = _run_json(settings, "schema", "apply")
+    assert result["constraints"] == 30 and result["indexes"] > 30
+
+
+def test_db_status_reports_the_running_server(settings: Settings) -> None:
+    if settings.uri:
+        return
+    status = _run_json(settings, "db", "status")
+    assert status["running"] is True and status["bolt_port"] > 0
+
+
+def test_unreachable_store_gives_one_clear_line_not_a_traceback(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from opsgraph.api.cli import main; main()",
+         "--uri", "bolt://127.0.0.1:9", "--password", "x", "stats"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "cannot reach bolt://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
