@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
 from opsgraph.graph.settings import Settings
@@ -17,8 +20,6 @@ from opsgraph.graph.store import Store, StoreError
 from opsgraph.graph.writer import BulkWriter
 from opsgraph.ingest.rows import LoadReport, load_sample_plant
 from opsgraph.schema import SchemaError
-from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(
     help="opsgraph: ERP, MES and connected-worker data in one operational graph.\n\n"

@@ -19,49 +19,74 @@ def ident(name: str) -> str:
     return f"`{name}`"
 
 
-# Stamps provenance only when something really changed, so re-running the same input leaves
-# the graph exactly as it was (idempotent ingest). A new node or relationship has no
-# updated_at yet, which marks it as changed even when it carries no properties.
-_STAMP_CHANGES = """
-WITH x, row, [k IN keys(row.props) WHERE x[k] IS NULL OR x[k] <> row.props[k]] AS changed
-SET x += row.props
-WITH x, size(changed) > 0 OR x.updated_at IS NULL AS is_changed
-SET x.updated_at = CASE WHEN is_changed THEN $now ELSE x.updated_at END,
-    x.ingest_run = CASE WHEN is_changed THEN $run ELSE x.ingest_run END
-RETURN count(CASE WHEN is_changed THEN 1 END) AS changed
-"""
+# Writes are split by what the store already holds: the writer reads the batch's existing
+# nodes, creates the new ones, updates only those whose values differ and leaves the rest
+# untouched, so re-running the same input changes nothing (provenance stamps included) and
+# costs only reads. A concurrent writer creating the same key makes CREATE fail on the
+# uniqueness constraint; the writer then retries the batch, which re-reads and updates.
 
 
-def upsert_nodes(label: str, key: str) -> str:
-    """MERGE a batch of ``$rows`` ({key, props}) on the label's business key."""
+def existing_nodes(label: str, key: str) -> str:
+    """For those ``$keys`` that exist, the stored values of the properties in ``$names``.
+
+    Only the compared values travel back (not whole property maps with their provenance
+    timestamps): decoding results is the largest cost of a re-run.
+    """
     return (
-        "UNWIND $rows AS row\n"
-        f"MERGE (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        "ON CREATE SET x.ingested_at = $now" + _STAMP_CHANGES
+        "UNWIND $keys AS key\n"
+        f"MATCH (x:{ident(label)} {{{ident(key)}: key}})\n"
+        "RETURN key, [name IN $names | x[name]] AS stored"
     )
 
 
-def missing_endpoints(start_label: str, start_key: str, end_label: str, end_key: str) -> str:
-    """Rows of ``$rows`` ({position, start, end}) whose start or end node does not exist."""
+def create_nodes(label: str, key: str) -> str:
+    """Create a batch of ``$rows`` ({key, props}) known not to exist yet."""
+    return (
+        "UNWIND $rows AS row\n"
+        f"CREATE (x:{ident(label)} {{{ident(key)}: row.key}})\n"
+        "SET x += row.props, x.ingested_at = $now, x.updated_at = $now, x.ingest_run = $run"
+    )
+
+
+def update_nodes(label: str, key: str) -> str:
+    """Set new values on existing nodes and stamp the run that changed them."""
+    return (
+        "UNWIND $rows AS row\n"
+        f"MATCH (x:{ident(label)} {{{ident(key)}: row.key}})\n"
+        "SET x += row.props, x.updated_at = $now, x.ingest_run = $run"
+    )
+
+
+def relationship_state(
+    start_label: str, start_key: str, rel_type: str, end_label: str, end_key: str
+) -> str:
+    """For each of ``$rows`` ({position, start, end}): missing endpoints, and whether the
+    relationship exists with the stored values of the properties in ``$names``."""
     return (
         "UNWIND $rows AS row\n"
         f"OPTIONAL MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"OPTIONAL MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
-        "WITH row, a, b WHERE a IS NULL OR b IS NULL\n"
-        "RETURN row.position AS position, a IS NULL AS start_missing, b IS NULL AS end_missing"
+        f"OPTIONAL MATCH (a)-[x:{ident(rel_type)}]->(b)\n"
+        "RETURN row.position AS position, a IS NULL AS start_missing, b IS NULL AS end_missing, "
+        "x IS NOT NULL AS exists, [name IN $names | x[name]] AS stored"
     )
 
 
-def upsert_relationships(
+def merge_relationships(
     start_label: str, start_key: str, rel_type: str, end_label: str, end_key: str
 ) -> str:
-    """MERGE one relationship of a type per (start, end) pair for a batch of ``$rows``."""
+    """MERGE one relationship of a type per (start, end) pair and set its new values.
+
+    MERGE rather than CREATE: relationships have no uniqueness constraint to stop two
+    concurrent writers from creating the same one twice.
+    """
     return (
         "UNWIND $rows AS row\n"
         f"MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
         f"MERGE (a)-[x:{ident(rel_type)}]->(b)\n"
-        "ON CREATE SET x.ingested_at = $now" + _STAMP_CHANGES
+        "ON CREATE SET x.ingested_at = $now\n"
+        "SET x += row.props, x.updated_at = $now, x.ingest_run = $run"
     )
 
 

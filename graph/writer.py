@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import neo4j.time
 from neo4j import ManagedTransaction
 from neomodel import ArrayProperty, JSONProperty
+
 from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
 
 from . import queries
@@ -99,6 +101,24 @@ def _props(
     }
 
 
+def _comparable(value: Any) -> Any:
+    # The embedded store returns UTC datetimes without their zone.
+    if isinstance(value, neo4j.time.DateTime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _names(batch: list[dict]) -> list[str]:
+    """Every property name set by some row of the batch (all come from the schema)."""
+    return sorted({name for row in batch for name in row["props"]})
+
+
+def _holds(names: list[str], stored: list[Any], props: Mapping[str, Any]) -> bool:
+    """True if the stored values (listed in ``names`` order) already equal every prop."""
+    values = dict(zip(names, stored, strict=True))
+    return all(_comparable(values[name]) == value for name, value in props.items())
+
+
 def _key(spec: NodeSpec, value: Any, what: str) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _Reject(f"missing {what} {spec.label}.{spec.key}")
@@ -134,9 +154,8 @@ class BulkWriter:
     def upsert_nodes(
         self, label: str | type | NodeSpec, rows: Iterable[Mapping[str, Any]]
     ) -> UpsertReport:
-        """MERGE nodes of one label on its business key and set their properties."""
+        """Create or update nodes of one label, keyed by its business key."""
         spec = node_spec(label)
-        query = queries.upsert_nodes(spec.label, spec.key)
         report = UpsertReport(spec.label)
         seen: dict[str, tuple[int, str]] = {}
         batch: list[dict[str, Any]] = []
@@ -155,40 +174,47 @@ class BulkWriter:
                 continue
             batch.append({"key": key, "props": props})
             if len(batch) >= self.batch_size:
-                self._flush_nodes(query, batch, report, started)
+                self._flush_nodes(spec, batch, report, started)
                 batch = []
         if batch:
-            self._flush_nodes(query, batch, report, started)
+            self._flush_nodes(spec, batch, report, started)
         report.seconds = time.perf_counter() - started
         return report
 
     def _flush_nodes(
-        self, query: str, batch: list[dict], report: UpsertReport, started: float
+        self, spec: NodeSpec, batch: list[dict], report: UpsertReport, started: float
     ) -> None:
         def work(tx: ManagedTransaction) -> tuple[int, int]:
-            result = tx.run(query, rows=batch, now=datetime.now(UTC), run=self.run_id)
-            changed = result.single()["changed"]
-            return changed, result.consume().counters.nodes_created
+            keys = [row["key"] for row in batch]
+            names = _names(batch)
+            query = queries.existing_nodes(spec.label, spec.key)
+            stored = {r["key"]: r["stored"] for r in tx.run(query, keys=keys, names=names)}
+            new = [row for row in batch if row["key"] not in stored]
+            changed = [
+                row
+                for row in batch
+                if row["key"] in stored and not _holds(names, stored[row["key"]], row["props"])
+            ]
+            stamps = {"now": datetime.now(UTC), "run": self.run_id}
+            if new:
+                tx.run(queries.create_nodes(spec.label, spec.key), rows=new, **stamps).consume()
+            if changed:
+                tx.run(queries.update_nodes(spec.label, spec.key), rows=changed, **stamps).consume()
+            return len(new), len(changed)
 
-        changed, created = self.store.transaction(work, merge_batch=True)
-        self._account(report, len(batch), changed, created, started)
+        created, updated = self.store.transaction(work, merge_batch=True)
+        self._account(report, len(batch), created, updated, started)
 
     # -- relationships -------------------------------------------------------------------------
 
     def upsert_relationships(
         self, spec: RelSpec, rows: Iterable[Mapping[str, Any]]
     ) -> UpsertReport:
-        """MERGE relationships between existing nodes; rows carry ``start`` and ``end`` keys.
+        """Create or update relationships between existing nodes; rows carry ``start``/``end``.
 
         A row whose endpoint does not exist is rejected with the missing key named, never
         dropped silently and never creating an empty placeholder node.
         """
-        check = queries.missing_endpoints(
-            spec.start.label, spec.start.key, spec.end.label, spec.end.key
-        )
-        upsert = queries.upsert_relationships(
-            spec.start.label, spec.start.key, spec.type, spec.end.label, spec.end.key
-        )
         report = UpsertReport(spec.name)
         seen: dict[str, tuple[int, str]] = {}
         batch: list[dict[str, Any]] = []
@@ -210,35 +236,49 @@ class BulkWriter:
             batch.append({"position": position, "start": start, "end": end, "props": props})
             raw[position] = row
             if len(batch) >= self.batch_size:
-                self._flush_rels(spec, check, upsert, batch, raw, report, started)
+                self._flush_rels(spec, batch, raw, report, started)
                 batch, raw = [], {}
         if batch:
-            self._flush_rels(spec, check, upsert, batch, raw, report, started)
+            self._flush_rels(spec, batch, raw, report, started)
         report.seconds = time.perf_counter() - started
         return report
 
     def _flush_rels(
         self,
         spec: RelSpec,
-        check: str,
-        upsert: str,
         batch: list[dict],
         raw: dict[int, Any],
         report: UpsertReport,
         started: float,
     ) -> None:
+        shape = (spec.start.label, spec.start.key, spec.type, spec.end.label, spec.end.key)
+        props = _names(batch)
+
         def work(tx: ManagedTransaction) -> tuple[list[dict], int, int]:
             keys = [{k: row[k] for k in ("position", "start", "end")} for row in batch]
-            missing = [r.data() for r in tx.run(check, rows=keys)]
-            bad = {m["position"] for m in missing}
-            good = [row for row in batch if row["position"] not in bad]
-            if not good:
-                return missing, 0, 0
-            result = tx.run(upsert, rows=good, now=datetime.now(UTC), run=self.run_id)
-            changed = result.single()["changed"]
-            return missing, changed, result.consume().counters.relationships_created
+            query = queries.relationship_state(*shape)
+            state = {r["position"]: r for r in tx.run(query, rows=keys, names=props)}
+            missing = [s for s in state.values() if s["start_missing"] or s["end_missing"]]
+            absent = {m["position"] for m in missing}
+            new, changed = [], []
+            for row in batch:
+                if row["position"] in absent:
+                    continue
+                found = state[row["position"]]
+                if not found["exists"]:
+                    new.append(row)
+                elif not _holds(props, found["stored"], row["props"]):
+                    changed.append(row)
+            if new or changed:
+                tx.run(
+                    queries.merge_relationships(*shape),
+                    rows=new + changed,
+                    now=datetime.now(UTC),
+                    run=self.run_id,
+                ).consume()
+            return missing, len(new), len(changed)
 
-        missing, changed, created = self.store.transaction(work, merge_batch=True)
+        missing, created, updated = self.store.transaction(work, merge_batch=True)
         for m in missing:
             row = next(r for r in batch if r["position"] == m["position"])
             absent = []
@@ -246,12 +286,9 @@ class BulkWriter:
                 absent.append(f"{spec.start.label} {spec.start.key}={row['start']!r}")
             if m["end_missing"]:
                 absent.append(f"{spec.end.label} {spec.end.key}={row['end']!r}")
-            report.rejected.append(
-                Rejection(
-                    spec.name, m["position"], f"unknown {' and '.join(absent)}", raw[m["position"]]
-                )
-            )
-        self._account(report, len(batch) - len(missing), changed, created, started)
+            reason = f"unknown {' and '.join(absent)}"
+            report.rejected.append(Rejection(spec.name, m["position"], reason, raw[m["position"]]))
+        self._account(report, len(batch) - len(missing), created, updated, started)
 
     # -- shared bookkeeping --------------------------------------------------------------------
 
@@ -271,12 +308,12 @@ class BulkWriter:
         return True
 
     def _account(
-        self, report: UpsertReport, accepted: int, changed: int, created: int, started: float
+        self, report: UpsertReport, accepted: int, created: int, updated: int, started: float
     ) -> None:
         report.batches += 1
         report.created += created
-        report.updated += changed - created
-        report.unchanged += accepted - changed
+        report.updated += updated
+        report.unchanged += accepted - created - updated
         report.seconds = time.perf_counter() - started
         if self.on_batch is not None:
             self.on_batch(report)

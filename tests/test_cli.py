@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 
+from typer.testing import CliRunner
+
 from opsgraph.api.cli import app
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

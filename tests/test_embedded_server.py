@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from opsgraph.graph.embedded import EmbeddedServer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+
 from opsgraph.graph.store import ConstraintViolation, Store
 from opsgraph.graph.writer import BulkWriter
 from opsgraph.ingest.rows import load_sample_plant
