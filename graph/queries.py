@@ -40,11 +40,12 @@ def existing_nodes(label: str, key: str) -> str:
 
 
 def create_nodes(label: str, key: str) -> str:
-    """Create a batch of ``$rows`` ({key, props}) known not to exist yet."""
+    """Create a batch of ``$rows`` ({key, props, origin}) known not to exist yet."""
     return (
         "UNWIND $rows AS row\n"
         f"CREATE (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        "SET x += row.props, x.ingested_at = $now, x.updated_at = $now, x.ingest_run = $run"
+        "SET x += row.origin, x += row.props, "
+        "x.ingested_at = $now, x.updated_at = $now, x.ingest_run = $run"
     )
 
 

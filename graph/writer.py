@@ -20,6 +20,7 @@ from neo4j import ManagedTransaction
 from neomodel import ArrayProperty, JSONProperty
 
 from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
+from opsgraph.schema.base import PROVENANCE_PROPERTIES
 
 from . import queries
 from .store import Store
@@ -108,6 +109,12 @@ def _comparable(value: Any) -> Any:
     return value
 
 
+def _fingerprint(props: Mapping[str, Any]) -> str | None:
+    """What a row says about its entity, provenance aside; None if it only names the key."""
+    facts = sorted((k, v) for k, v in props.items() if k not in PROVENANCE_PROPERTIES)
+    return repr(facts) if facts else None
+
+
 def _names(batch: list[dict]) -> list[str]:
     """Every property name set by some row of the batch (all come from the schema)."""
     return sorted({name for row in batch for name in row["props"]})
@@ -157,7 +164,8 @@ class BulkWriter:
         """Create or update nodes of one label, keyed by its business key."""
         spec = node_spec(label)
         report = UpsertReport(spec.label)
-        seen: dict[str, tuple[int, str]] = {}
+        seen: dict[str, tuple[int, str | None]] = {}
+        pending: dict[str, dict[str, Any]] = {}  # the current batch's row per key
         batch: list[dict[str, Any]] = []
         started = time.perf_counter()
         for position, row in enumerate(rows):
@@ -167,15 +175,28 @@ class BulkWriter:
                     raise _Reject(f"expected a record of properties, got {type(row).__name__}")
                 key = _key(spec, row.get(spec.key), "business key")
                 props = _props(spec.label, spec.properties, row, {spec.key})
-                if self._repeated(seen, key, props, position, report):
+                fingerprint = _fingerprint(props)
+                if fingerprint is None:
+                    # A reference ("this order's product is X"): make sure X exists, with the
+                    # referring record as its origin, but never overwrite what X's own
+                    # record says.
+                    entry = {"key": key, "props": {}, "origin": props}
+                else:
+                    entry = {"key": key, "props": props, "origin": {}}
+                relation = self._repeated(seen, key, fingerprint, position)
+                if relation == "same" or (relation == "fuller" and key in pending):
+                    if relation == "fuller":
+                        pending[key].update(entry)  # full values replace a queued reference
+                    report.unchanged += 1
                     continue
             except _Reject as reject:
                 report.rejected.append(Rejection(spec.label, position, str(reject), row))
                 continue
-            batch.append({"key": key, "props": props})
+            batch.append(entry)
+            pending[key] = entry
             if len(batch) >= self.batch_size:
                 self._flush_nodes(spec, batch, report, started)
-                batch = []
+                batch, pending = [], {}
         if batch:
             self._flush_nodes(spec, batch, report, started)
         report.seconds = time.perf_counter() - started
@@ -216,7 +237,7 @@ class BulkWriter:
         dropped silently and never creating an empty placeholder node.
         """
         report = UpsertReport(spec.name)
-        seen: dict[str, tuple[int, str]] = {}
+        seen: dict[str, tuple[int, str | None]] = {}
         batch: list[dict[str, Any]] = []
         raw: dict[int, Any] = {}
         started = time.perf_counter()
@@ -228,7 +249,9 @@ class BulkWriter:
                 start = _key(spec.start, row.get("start"), "start key")
                 end = _key(spec.end, row.get("end"), "end key")
                 props = _props(spec.name, spec.properties, row, {"start", "end"})
-                if self._repeated(seen, f"{start} -> {end}", props, position, report):
+                fingerprint = _fingerprint(props) or ""
+                if self._repeated(seen, f"{start} -> {end}", fingerprint, position) == "same":
+                    report.unchanged += 1
                     continue
             except _Reject as reject:
                 report.rejected.append(Rejection(spec.name, position, str(reject), row))
@@ -294,18 +317,23 @@ class BulkWriter:
 
     @staticmethod
     def _repeated(
-        seen: dict[str, tuple[int, str]], key: str, props: dict, position: int, report: UpsertReport
-    ) -> bool:
-        """True if this key was queued already with equal values (skip it); rejects conflicts."""
-        fingerprint = repr(sorted(props.items()))
+        seen: dict[str, tuple[int, str | None]], key: str, fingerprint: str | None, position: int
+    ) -> str:
+        """How a row relates to rows queued before for the same key in this call.
+
+        "new": first time seen; "same": nothing to add; "fuller": full values after a mere
+        reference (fingerprint None). Conflicting full values are rejected.
+        """
         first = seen.get(key)
         if first is None:
             seen[key] = (position, fingerprint)
-            return False
-        if first[1] != fingerprint:
-            raise _Reject(f"key {key!r} repeats record {first[0]} with different values")
-        report.unchanged += 1
-        return True
+            return "new"
+        if fingerprint is None or first[1] == fingerprint:
+            return "same"
+        if first[1] is None:
+            seen[key] = (position, fingerprint)
+            return "fuller"
+        raise _Reject(f"key {key!r} repeats record {first[0]} with different values")
 
     def _account(
         self, report: UpsertReport, accepted: int, created: int, updated: int, started: float

@@ -23,6 +23,8 @@ from neomodel.properties import validator
 
 # Properties the bulk writer stamps itself; input rows may not set them.
 MANAGED_PROPERTIES = frozenset({"ingest_run", "ingested_at", "updated_at"})
+# Where a row came from; not part of what it says, so never a reason to call two rows different.
+PROVENANCE_PROPERTIES = frozenset({"source_system", "source_record"})
 
 
 class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):

@@ -214,3 +214,30 @@ def test_constraint_violation_gives_a_clear_error(store: Store) -> None:
         store.write("CREATE (:Machine {machine_id: $key})", key="M-dup")
     assert "M-dup" in str(caught.value)
     assert store.read("MATCH (m:Machine) RETURN count(m) AS n") == [{"n": 1}]
+
+
+def test_references_create_missing_nodes_but_never_overwrite(store: Store) -> None:
+    writer = BulkWriter(store, batch_size=2)
+    writer.upsert_nodes("Product", [{"product_id": "P-1", "description": "Housing"}])
+    ref = {"source_system": "SAP S/4HANA", "source_record": "orders.json:d.results[4]"}
+    report = writer.upsert_nodes(
+        "Product",
+        [
+            {"product_id": "P-1", **ref},  # exists: a reference must not touch it
+            {"product_id": "P-2", **ref},  # new: created from the reference
+            {"product_id": "P-3", **ref},
+            {"product_id": "P-3", "description": "Shaft", "source_record": "products.json:1"},
+            {"product_id": "P-2", "description": "Cover", "source_record": "products.json:2"},
+            {"product_id": "P-2", **ref},  # a later reference adds nothing
+        ],
+    )
+    assert not report.rejected
+    rows = store.read(
+        "MATCH (p:Product) RETURN p.product_id AS id, p.description AS d, "
+        "p.source_record AS origin ORDER BY id"
+    )
+    assert rows == [
+        {"id": "P-1", "d": "Housing", "origin": None},
+        {"id": "P-2", "d": "Cover", "origin": "products.json:2"},
+        {"id": "P-3", "d": "Shaft", "origin": "products.json:1"},
+    ]

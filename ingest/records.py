@@ -1,0 +1,53 @@
+"""What a source parser yields: one Record per source record, holding the schema rows it maps
+to, or a BadRecord saying why it could not be mapped. Parsers never write and never raise
+for a bad record; the runner owns batching, provenance and dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    label: str
+    props: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RelRow:
+    start: str
+    type: str
+    end: str
+    start_key: str
+    end_key: str
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The rows mapped from one source record at ``position`` (e.g. ``d.results[17]``)."""
+
+    position: str
+    rows: list[NodeRow | RelRow]
+    raw: Any = None
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A source record that could not be mapped, with the reason in plain words."""
+
+    position: str
+    reason: str
+    raw: Any = None
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A well-formed record that deliberately maps to nothing (e.g. a reversed confirmation)."""
+
+    position: str
+    reason: str
+
+
+Item = Record | BadRecord | SkippedRecord
