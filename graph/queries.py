@@ -91,6 +91,16 @@ def merge_relationships(
     )
 
 
+def missing_keys(label: str, key: str) -> str:
+    """Those of ``$keys`` that name no node of the label."""
+    return (
+        "UNWIND $keys AS key\n"
+        f"OPTIONAL MATCH (x:{ident(label)} {{{ident(key)}: key}})\n"
+        "WITH key, x WHERE x IS NULL\n"
+        "RETURN key"
+    )
+
+
 def unique_constraint(label: str, key: str) -> str:
     return (
         f"CREATE CONSTRAINT {ident(f'opsgraph_{label}_{key}_unique')} IF NOT EXISTS "

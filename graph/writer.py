@@ -121,9 +121,17 @@ def _names(batch: list[dict]) -> list[str]:
 
 
 def _holds(names: list[str], stored: list[Any], props: Mapping[str, Any]) -> bool:
-    """True if the stored values (listed in ``names`` order) already equal every prop."""
+    """True if the stored values (listed in ``names`` order) already equal every prop.
+
+    Provenance alone never makes a row "changed": the same fact seen again in another
+    record (or another run) keeps the origin it was first written with.
+    """
     values = dict(zip(names, stored, strict=True))
-    return all(_comparable(values[name]) == value for name, value in props.items())
+    return all(
+        _comparable(values[name]) == value
+        for name, value in props.items()
+        if name not in PROVENANCE_PROPERTIES
+    )
 
 
 def _key(spec: NodeSpec, value: Any, what: str) -> str:

@@ -183,6 +183,8 @@ class MaterialLot(OpsNode):
     supplier_batch = StringProperty(help_text="the supplier's own batch number")
     product = RelationshipTo("Product", "OF_PRODUCT", model=SourceRel)
     consumed_by = RelationshipTo("Operation", "CONSUMED_BY", model=QuantityRel)
+    # SAP goods issue (movement 261) names the order, not the operation.
+    issued_to = RelationshipTo("ProductionOrder", "ISSUED_TO", model=QuantityRel)
     produced_by = RelationshipTo("ProductionOrder", "PRODUCED_BY", model=QuantityRel)
 
 

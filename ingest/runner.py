@@ -1,0 +1,372 @@
+"""The ingest runner: detects each file's format, streams its records through the parser,
+batches the rows into the bulk writer, stamps provenance, keeps watermarks and writes dead
+letters. Parsers only map; everything that touches the store or the disk happens here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from opsgraph.graph import queries
+from opsgraph.graph.store import Store
+from opsgraph.graph.writer import BulkWriter, Rejection
+from opsgraph.schema import node_spec, rel_spec
+
+from . import sap
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """A source format: how to recognise a file, where it goes in the load order, its parser."""
+
+    name: str
+    source_system: str
+    rank: Callable[[Path], int | None]
+    parse: Callable[[Path], Iterator[Item]]
+
+
+# Adding a format: one module in ingest/ and one line here.
+FORMATS: dict[str, SourceFormat] = {
+    "sap-odata": SourceFormat("sap-odata", sap.SOURCE_SYSTEM, sap.load_rank, sap.parse),
+}
+
+
+class UnknownFormat(ValueError):
+    """No parser recognises a file (or the named format does not exist)."""
+
+
+@dataclass
+class SourceReport:
+    """What happened to one file."""
+
+    path: str
+    format: str
+    records: int = 0
+    loaded: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    unchanged_since_last_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
+
+
+@dataclass
+class IngestReport:
+    """The load report of one run: per file, per label/type, and where the dead letters are."""
+
+    run_id: str
+    sources: list[SourceReport] = field(default_factory=list)
+    writes: dict[str, dict[str, int]] = field(default_factory=dict)
+    dead_letters: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.sources)
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "records": self.records,
+            "rejected": self.rejected,
+            "seconds": round(self.seconds, 3),
+            "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
+            "sources": [s.as_dict() for s in self.sources],
+            "writes": self.writes,
+            "dead_letters": self.dead_letters,
+        }
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; directories contribute their files (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+            )
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or directory: {path}")
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Buffer:
+    """Rows waiting for the writer, each remembering the source record it came from."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, list[tuple[dict, int]]] = {}
+        self.rels: dict[tuple[str, str, str], list[tuple[dict, int]]] = {}
+        self.size = 0
+
+    def add(self, row: NodeRow | RelRow, record: int, origin: dict[str, str]) -> None:
+        if isinstance(row, NodeRow):
+            self.nodes.setdefault(row.label, []).append(({**origin, **row.props}, record))
+        else:
+            data = {**origin, **row.props, "start": row.start_key, "end": row.end_key}
+            self.rels.setdefault((row.start, row.type, row.end), []).append((data, record))
+        self.size += 1
+
+    def without(self, records: set[int]) -> _Buffer:
+        """The same rows minus those of the given records."""
+        kept = _Buffer()
+        kept.nodes = {k: [r for r in v if r[1] not in records] for k, v in self.nodes.items()}
+        kept.rels = {k: [r for r in v if r[1] not in records] for k, v in self.rels.items()}
+        kept.size = sum(map(len, kept.nodes.values())) + sum(map(len, kept.rels.values()))
+        return kept
+
+
+class IngestRunner:
+    """Loads files into the store. Re-running the same files changes nothing; files whose
+    content has not changed since the last run are skipped unless ``full`` is set."""
+
+    def __init__(
+        self,
+        store: Store,
+        state_dir: Path,
+        scope: str = "embedded",
+        batch_size: int = 5000,
+        on_record: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.state_dir = state_dir
+        self.scope = scope
+        self.batch_size = batch_size
+        self.on_record = on_record
+        self.writer = BulkWriter(store, batch_size=batch_size)
+        self.watermark_file = state_dir / "watermarks.json"
+
+    # -- watermarks ----------------------------------------------------------------------------
+
+    def _watermarks(self) -> dict[str, dict[str, Any]]:
+        try:
+            return json.loads(self.watermark_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save_watermark(self, path: Path, digest: str, report: SourceReport) -> None:
+        marks = self._watermarks()
+        marks[f"{self.scope}|{path.resolve()}"] = {
+            "sha256": digest,
+            "records": report.records,
+            "run_id": self.writer.run_id,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.watermark_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(marks, indent=1, sort_keys=True))
+        tmp.replace(self.watermark_file)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def detect(self, path: Path, name: str | None = None) -> tuple[SourceFormat, int]:
+        if name is not None:
+            if name not in FORMATS:
+                raise UnknownFormat(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
+            return FORMATS[name], FORMATS[name].rank(path) or 0
+        for fmt in FORMATS.values():
+            rank = fmt.rank(path)
+            if rank is not None:
+                return fmt, rank
+        raise UnknownFormat(f"{path}: no parser recognises this file; name one with --format")
+
+    def run(
+        self,
+        paths: list[Path],
+        format_name: str | None = None,
+        full: bool = False,
+        dead_letter_path: Path | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(self.writer.run_id)
+        dead_path = (
+            dead_letter_path or self.state_dir / "dead-letters" / f"{self.writer.run_id}.jsonl"
+        )
+        dead_path.parent.mkdir(parents=True, exist_ok=True)
+        plan = []
+        with open(dead_path, "w") as dead:
+            for path in expand(paths):
+                try:
+                    fmt, rank = self.detect(path, format_name)
+                except UnknownFormat as error:
+                    report.sources.append(SourceReport(str(path), "unknown", rejected=1))
+                    self._dead(dead, path, "unknown", "file", str(error), None)
+                    continue
+                plan.append((rank, str(path), path, fmt))
+            marks = self._watermarks()
+            for _, _, path, fmt in sorted(plan, key=lambda item: item[:2]):
+                digest = _sha256(path)
+                mark = marks.get(f"{self.scope}|{path.resolve()}")
+                if not full and mark and mark["sha256"] == digest:
+                    report.sources.append(
+                        SourceReport(str(path), fmt.name, unchanged_since_last_run=True)
+                    )
+                    continue
+                source = self._load(path, fmt, dead, report)
+                report.sources.append(source)
+                self._save_watermark(path, digest, source)
+        report.seconds = time.perf_counter() - started
+        if dead_path.stat().st_size:
+            report.dead_letters = str(dead_path)
+        else:
+            dead_path.unlink()
+        return report
+
+    def _load(self, path: Path, fmt: SourceFormat, dead: Any, report: IngestReport) -> SourceReport:
+        started = time.perf_counter()
+        source = SourceReport(str(path), fmt.name)
+        records: list[Record] = []
+        buffer = _Buffer()
+
+        def flush() -> None:
+            nonlocal records, buffer
+            source.rejected += self._write(buffer, records, report, path, fmt, dead)
+            records, buffer = [], _Buffer()
+
+        for item in fmt.parse(path):
+            if isinstance(item, BadRecord):
+                source.records += item.position != "file"
+                source.rejected += 1
+                self._dead(dead, path, fmt.name, item.position, item.reason, item.raw)
+            elif isinstance(item, SkippedRecord):
+                source.records += 1
+                source.skipped += 1
+            else:
+                source.records += 1
+                origin = {
+                    "source_system": fmt.source_system,
+                    "source_record": f"{path.name}:{item.position}",
+                }
+                records.append(item)
+                for row in item.rows:
+                    buffer.add(row, len(records) - 1, origin)
+                if buffer.size >= self.batch_size:
+                    flush()
+            if self.on_record is not None:
+                self.on_record(str(path), source.records)
+        flush()
+        source.loaded = source.records - source.skipped - source.rejected
+        source.seconds = time.perf_counter() - started
+        return source
+
+    def _write(
+        self,
+        buffer: _Buffer,
+        records: list[Record],
+        report: IngestReport,
+        path: Path,
+        fmt: SourceFormat,
+        dead: Any,
+    ) -> int:
+        """Write nodes before relationships; return how many records had a row rejected.
+
+        A record whose relationship names a node that neither this batch nor the store has
+        is rejected whole before anything is written, so no record is left half-loaded.
+        """
+        failed = self._dangling(buffer)
+        if failed:
+            buffer = buffer.without(set(failed))
+        groups: list[tuple[str, list[tuple[dict, int]], Callable[[list[dict]], Any]]] = []
+        for label, rows in buffer.nodes.items():
+            groups.append(
+                (label, rows, lambda data, label=label: self.writer.upsert_nodes(label, data))
+            )
+        for (start, rel_type, end), rows in buffer.rels.items():
+            spec = rel_spec(start, rel_type, end)
+            groups.append(
+                (
+                    spec.name,
+                    rows,
+                    lambda data, spec=spec: self.writer.upsert_relationships(spec, data),
+                )
+            )
+        for target, rows, write in groups:
+            result = write([data for data, _ in rows])
+            counts = report.writes.setdefault(
+                target, {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            )
+            counts["created"] += result.created
+            counts["updated"] += result.updated
+            counts["unchanged"] += result.unchanged
+            counts["rejected"] += len(result.rejected)
+            for rejection in result.rejected:
+                failed.setdefault(rows[rejection.position][1], []).append(_describe(rejection))
+        return self._report_failed(failed, records, path, fmt, dead)
+
+    def _dangling(self, buffer: _Buffer) -> dict[int, list[str]]:
+        """Records whose relationships point at keys that exist nowhere."""
+        wanted: dict[str, set[str]] = {}
+        for (start, _, end), rows in buffer.rels.items():
+            for data, _ in rows:
+                wanted.setdefault(start, set()).add(data["start"])
+                wanted.setdefault(end, set()).add(data["end"])
+        absent: dict[str, set[str]] = {}
+        for label, keys in wanted.items():
+            spec = node_spec(label)
+            keys -= {str(props.get(spec.key)) for props, _ in buffer.nodes.get(label, [])}
+            if keys:
+                query = queries.missing_keys(spec.label, spec.key)
+                found = {r["key"] for r in self.store.read(query, keys=sorted(keys))}
+                if found:
+                    absent[label] = found
+        failed: dict[int, list[str]] = {}
+        for (start, rel_type, end), rows in buffer.rels.items():
+            for data, record in rows:
+                for label, key in ((start, data["start"]), (end, data["end"])):
+                    if key in absent.get(label, ()):
+                        spec = node_spec(label)
+                        failed.setdefault(record, []).append(
+                            f"({start})-[:{rel_type}]->({end}): unknown {label} {spec.key}={key!r}"
+                        )
+        return failed
+
+    def _report_failed(
+        self,
+        failed: dict[int, list[str]],
+        records: list[Record],
+        path: Path,
+        fmt: SourceFormat,
+        dead: Any,
+    ) -> int:
+        for index, reasons in sorted(failed.items()):
+            record = records[index]
+            self._dead(dead, path, fmt.name, record.position, "; ".join(reasons), record.raw)
+        return len(failed)
+
+    @staticmethod
+    def _dead(dead: Any, path: Path, fmt: str, position: str, reason: str, raw: Any) -> None:
+        entry = {
+            "source": str(path),
+            "format": fmt,
+            "position": position,
+            "reason": reason,
+            "raw": raw,
+        }
+        dead.write(json.dumps(entry, default=str) + "\n")
+
+
+def _describe(rejection: Rejection) -> str:
+    return f"{rejection.target}: {rejection.reason}"

@@ -1,0 +1,332 @@
+"""SAP S/4HANA OData v2 exports: production orders and operations, order confirmations and
+material document items, mapped to the graph with SAP's own field names and keys.
+
+Services and entity types (field names as in SAP's published OpenAPI specs):
+API_PRODUCTION_ORDER_2_SRV (A_ProductionOrder_2, A_ProductionOrderOperation_2, also nested
+under ``to_ProductionOrderOperation``), API_PROD_ORDER_CONFIRMATION_2_SRV (ProdnOrdConf2) and
+API_MATERIAL_DOCUMENT_SRV (A_MaterialDocumentItem, also nested under a header's
+``to_MaterialDocumentItem``; the posting date lives on the header).
+
+Master data a record merely names (a product, a person, a work center, a lot) is created if
+missing. Transactional references (an operation's order, a confirmation's operation, the
+order a goods movement posts to) must exist: a dangling one is rejected, not invented.
+Load orders before confirmations and goods movements; the runner sorts files that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ijson
+
+from .odata import ODataValueError, iter_results, moment, number, text
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+
+SOURCE_SYSTEM = "SAP S/4HANA"
+
+Mapper = Callable[[dict[str, Any], "_FileState"], list[NodeRow | RelRow] | str]
+
+
+class _FileState:
+    """What a file's earlier records tell about later ones: the last operation of each order
+    (operations arrive in routing order, which gives the NEXT chain)."""
+
+    def __init__(self) -> None:
+        self.last_operation: dict[str, tuple[str, str]] = {}
+
+
+def _required(entity: dict[str, Any], field: str) -> str:
+    value = text(entity.get(field))
+    if value is None:
+        raise ODataValueError(f"missing {field}")
+    return value
+
+
+def _clean(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if v is not None}
+
+
+def _order_status(order: dict[str, Any]) -> str:
+    """SAP's system status from the order's status flags, most advanced first."""
+    for flag, status in (
+        ("OrderIsClosed", "CLSD"),
+        ("OrderIsTechnicallyCompleted", "TECO"),
+        ("OrderIsDelivered", "DLV"),
+        ("OrderIsConfirmed", "CNF"),
+        ("OrderIsPartiallyConfirmed", "PCNF"),
+        ("OrderIsReleased", "REL"),
+    ):
+        if order.get(flag) is True:
+            return status
+    return "CRTD"
+
+
+def production_order(order: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    order_id = _required(order, "ManufacturingOrder")
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "ProductionOrder",
+            _clean(
+                {
+                    "order_id": order_id,
+                    "order_type": text(order.get("ManufacturingOrderType")),
+                    "plant": text(order.get("ProductionPlant")),
+                    "status": _order_status(order),
+                    "total_quantity": number(order.get("TotalQuantity"), "TotalQuantity"),
+                    "unit": text(order.get("ProductionUnit")),
+                    "yield_quantity": number(
+                        order.get("MfgOrderConfirmedYieldQty"), "MfgOrderConfirmedYieldQty"
+                    ),
+                    "planned_start": moment(
+                        order, "MfgOrderPlannedStartDate", "MfgOrderPlannedStartTime"
+                    ),
+                    "planned_end": moment(
+                        order, "MfgOrderPlannedEndDate", "MfgOrderPlannedEndTime"
+                    ),
+                }
+            ),
+        )
+    ]
+    material = text(order.get("Material"))
+    if material:
+        rows += [
+            NodeRow("Product", {"product_id": material}),
+            RelRow("ProductionOrder", "PRODUCES", "Product", order_id, material),
+        ]
+    sales_order, item = text(order.get("SalesOrder")), text(order.get("SalesOrderItem"))
+    if sales_order and item and sales_order.strip("0"):
+        item_id = f"{sales_order}/{item}"
+        rows += [
+            NodeRow("SalesOrderItem", {"item_id": item_id}),
+            RelRow("SalesOrderItem", "FULFILLED_BY", "ProductionOrder", item_id, order_id),
+        ]
+    nested = order.get("to_ProductionOrderOperation")
+    if isinstance(nested, dict):
+        for operation in nested.get("results", []):
+            rows += production_order_operation(operation, state)
+    return rows
+
+
+def production_order_operation(op: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    order_id = _required(op, "ManufacturingOrder")
+    number_ = _required(op, "ManufacturingOrderOperation")
+    operation_id = f"{order_id}/{number_}"
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "Operation",
+            _clean(
+                {
+                    "operation_id": operation_id,
+                    "sequence": number_,
+                    "description": text(op.get("MfgOrderOperationText")),
+                    "planned_quantity": number(
+                        op.get("OpPlannedTotalQuantity"), "OpPlannedTotalQuantity"
+                    ),
+                    "yield_quantity": number(
+                        op.get("OpTotalConfirmedYieldQty"), "OpTotalConfirmedYieldQty"
+                    ),
+                    "planned_start": moment(
+                        op, "OpErlstSchedldExecStrtDte", "OpErlstSchedldExecStrtTme"
+                    ),
+                    "planned_end": moment(
+                        op, "OpErlstSchedldExecEndDte", "OpErlstSchedldExecEndTme"
+                    ),
+                    "actual_start": moment(
+                        op, "OpActualExecutionStartDate", "OpActualExecutionStartTime"
+                    ),
+                    "actual_end": moment(
+                        op, "OpActualExecutionEndDate", "OpActualExecutionEndTime"
+                    ),
+                }
+            ),
+        ),
+        RelRow("ProductionOrder", "HAS_OPERATION", "Operation", order_id, operation_id),
+    ]
+    work_center = text(op.get("WorkCenter"))
+    if work_center:
+        rows += [
+            NodeRow(
+                "WorkCenter",
+                _clean({"work_center_id": work_center, "plant": text(op.get("ProductionPlant"))}),
+            ),
+            RelRow("Operation", "AT_WORK_CENTER", "WorkCenter", operation_id, work_center),
+        ]
+    previous = state.last_operation.get(order_id)
+    if previous and previous[0] < number_:
+        rows.append(RelRow("Operation", "NEXT", "Operation", previous[1], operation_id))
+    if not previous or previous[0] < number_:
+        state.last_operation[order_id] = (number_, operation_id)
+    return rows
+
+
+def confirmation(conf: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow] | str:
+    if conf.get("IsReversed") is True or conf.get("IsReversal") is True:
+        return "reversed or reversal confirmation: cancelled in SAP, not loaded"
+    confirmation_id = (
+        f"{_required(conf, 'ConfirmationGroup')}/{_required(conf, 'ConfirmationCount')}"
+    )
+    operation_id = f"{_required(conf, 'OrderID')}/{_required(conf, 'OrderOperation')}"
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "Confirmation",
+            _clean(
+                {
+                    "confirmation_id": confirmation_id,
+                    "yield_quantity": number(
+                        conf.get("ConfirmationYieldQuantity"), "ConfirmationYieldQuantity"
+                    ),
+                    "scrap_quantity": number(
+                        conf.get("ConfirmationScrapQuantity"), "ConfirmationScrapQuantity"
+                    ),
+                    "rework_quantity": number(
+                        conf.get("ConfirmationReworkQuantity"), "ConfirmationReworkQuantity"
+                    ),
+                    "unit": text(conf.get("ConfirmationUnit")),
+                    "variance_reason": text(conf.get("VarianceReasonCode")),
+                    "confirmation_text": text(conf.get("ConfirmationText")),
+                    "final": conf.get("IsFinalConfirmation")
+                    if isinstance(conf.get("IsFinalConfirmation"), bool)
+                    else None,
+                    "start": moment(
+                        conf, "ConfirmedExecutionStartDate", "ConfirmedExecutionStartTime"
+                    ),
+                    "end": moment(conf, "ConfirmedExecutionEndDate", "ConfirmedExecutionEndTime"),
+                }
+            ),
+        ),
+        RelRow("Confirmation", "CONFIRMS", "Operation", confirmation_id, operation_id),
+    ]
+    personnel = text(conf.get("Personnel"))
+    if personnel and personnel.strip("0"):
+        rows += [
+            NodeRow("Person", {"person_id": personnel}),
+            RelRow("Person", "ENTERED", "Confirmation", personnel, confirmation_id),
+            RelRow("Person", "PERFORMED", "Operation", personnel, operation_id),
+        ]
+    return rows
+
+
+def material_document_item(
+    item: dict[str, Any], state: _FileState, header: dict[str, Any] | None = None
+) -> list[NodeRow | RelRow] | str:
+    movement = _required(item, "GoodsMovementType")
+    material, batch = _required(item, "Material"), text(item.get("Batch"))
+    if not batch:
+        return f"movement {movement} of {material} without a batch: no lot to trace"
+    document = "/".join(
+        _required(item, f)
+        for f in ("MaterialDocumentYear", "MaterialDocument", "MaterialDocumentItem")
+    )
+    lot_id = f"{material}/{batch}"
+    posted = moment(header or item, "PostingDate") if (header or item).get("PostingDate") else None
+    flow = _clean(
+        {
+            "quantity": number(item.get("QuantityInEntryUnit"), "QuantityInEntryUnit"),
+            "unit": text(item.get("EntryUnit")),
+            "material_document": document,
+            "posted_at": posted,
+        }
+    )
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "MaterialLot",
+            _clean({"lot_id": lot_id, "batch": batch, "plant": text(item.get("Plant"))}),
+        ),
+        NodeRow("Product", {"product_id": material}),
+        RelRow("MaterialLot", "OF_PRODUCT", "Product", lot_id, material),
+    ]
+    order = text(item.get("ManufacturingOrder"))
+    supplier = text(item.get("Supplier"))
+    if movement == "261" and order:
+        rows.append(RelRow("MaterialLot", "ISSUED_TO", "ProductionOrder", lot_id, order, flow))
+    elif movement == "101" and order:
+        rows.append(RelRow("MaterialLot", "PRODUCED_BY", "ProductionOrder", lot_id, order, flow))
+    elif movement == "101" and supplier:
+        rows += [
+            NodeRow("Supplier", {"supplier_id": supplier}),
+            RelRow("Supplier", "SUPPLIED", "MaterialLot", supplier, lot_id, flow),
+        ]
+    else:
+        return f"movement type {movement} without an order or supplier is not traced"
+    return rows
+
+
+def material_document_header(header: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    items = (header.get("to_MaterialDocumentItem") or {}).get("results", [])
+    rows: list[NodeRow | RelRow] = []
+    for item in items:
+        mapped = material_document_item(item, state, header)
+        if isinstance(mapped, list):
+            rows += mapped
+    return rows
+
+
+# Entity type names as they appear in each record's __metadata.type.
+ENTITY_TYPES: dict[str, Mapper] = {
+    "A_ProductionOrder_2Type": production_order,
+    "A_ProductionOrderOperation_2Type": production_order_operation,
+    "ProdnOrdConf2Type": confirmation,
+    "A_MaterialDocumentItemType": material_document_item,
+    "A_MaterialDocumentHeaderType": material_document_header,
+}
+
+# Without __metadata (a trimmed export), fields only one entity type has tell them apart.
+SIGNATURE_FIELDS: list[tuple[str, str]] = [
+    ("ConfirmationGroup", "ProdnOrdConf2Type"),
+    ("ManufacturingOrderOperation", "A_ProductionOrderOperation_2Type"),
+    ("TotalQuantity", "A_ProductionOrder_2Type"),
+    ("GoodsMovementType", "A_MaterialDocumentItemType"),
+    ("to_MaterialDocumentItem", "A_MaterialDocumentHeaderType"),
+]
+
+
+def entity_type(entity: dict[str, Any]) -> str:
+    declared = (entity.get("__metadata") or {}).get("type", "")
+    name = declared.rsplit(".", 1)[-1]
+    if name in ENTITY_TYPES:
+        return name
+    for field, candidate in SIGNATURE_FIELDS:
+        if field in entity:
+            return candidate
+    raise ODataValueError(f"not a supported SAP entity ({declared or 'no __metadata.type'})")
+
+
+# Load order: what later entity types refer to comes first.
+LOAD_ORDER = list(ENTITY_TYPES)
+
+
+def load_rank(path: Path) -> int | None:
+    """Where a file goes in the load order, from its first entity; None if it is not ours."""
+    try:
+        for _, entity in iter_results(path):
+            if not isinstance(entity, dict):
+                return None
+            return LOAD_ORDER.index(entity_type(entity))
+    except (ODataValueError, ijson.JSONError, OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def parse(path: Path) -> Iterator[Item]:
+    """Stream a file of SAP entities, one Record (or BadRecord) per entity."""
+    state = _FileState()
+    try:
+        for index, entity in iter_results(path):
+            position = f"d.results[{index}]"
+            try:
+                if not isinstance(entity, dict):
+                    raise ODataValueError(f"expected an entity object, got {type(entity).__name__}")
+                mapped = ENTITY_TYPES[entity_type(entity)](entity, state)
+            except ODataValueError as error:
+                yield BadRecord(position, str(error), entity)
+                continue
+            if isinstance(mapped, str):
+                yield SkippedRecord(position, mapped)
+            else:
+                yield Record(position, mapped, entity)
+    except ijson.JSONError as error:
+        yield BadRecord("file", f"malformed JSON: {error}")
+    except ODataValueError as error:
+        yield BadRecord("file", str(error))

@@ -1,0 +1,133 @@
+"""Ingesting SAP S/4HANA OData exports through the runner, checked on the graph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from opsgraph.graph.store import Store
+from opsgraph.ingest.runner import IngestRunner
+
+DATA = Path(__file__).parent / "data"
+
+
+def _runner(store: Store, tmp_path: Path) -> IngestRunner:
+    return IngestRunner(store, tmp_path / "state", batch_size=7)
+
+
+def test_sap_exports_build_the_order_graph(store: Store, tmp_path: Path) -> None:
+    report = _runner(store, tmp_path).run([DATA / "sap"])
+    assert (report.records, report.rejected) == (6, 0)
+    assert [s.skipped for s in report.sources] == [0, 1, 0]  # the reversal confirmation
+    order = store.read(
+        "MATCH (o:ProductionOrder {order_id: '1000123'})-[:PRODUCES]->(p:Product) "
+        "MATCH (i:SalesOrderItem)-[:FULFILLED_BY]->(o) "
+        "RETURN o.status AS status, o.total_quantity AS qty, o.planned_start AS start, "
+        "p.product_id AS product, i.item_id AS item, o.source_system AS system"
+    )[0]
+    assert order["start"].to_native().replace(tzinfo=UTC) == datetime(2026, 11, 2, 6, tzinfo=UTC)
+    assert {k: v for k, v in order.items() if k != "start"} == {
+        "status": "TECO", "qty": 200.0, "product": "FG-HOUSING-A", "item": "5000017/10",
+        "system": "SAP S/4HANA",
+    }  # fmt: skip
+    path = store.read(
+        "MATCH (:ProductionOrder {order_id: '1000123'})-[:HAS_OPERATION]->(a:Operation)"
+        "-[:NEXT]->(b:Operation) MATCH (a)-[:AT_WORK_CENTER]->(w:WorkCenter) "
+        "MATCH (c:Confirmation)-[:CONFIRMS]->(a) MATCH (p:Person)-[:PERFORMED]->(a) "
+        "MATCH (p)-[:ENTERED]->(c) "
+        "RETURN a.operation_id AS a, b.operation_id AS b, w.work_center_id AS wc, "
+        "c.scrap_quantity AS scrap, c.variance_reason AS reason, p.person_id AS person"
+    )
+    assert path == [
+        {"a": "1000123/0010", "b": "1000123/0020", "wc": "MILL-01", "scrap": 29.0,
+         "reason": "0004", "person": "00004711"}
+    ]  # fmt: skip
+    genealogy = store.read(
+        "MATCH (s:Supplier)-[:SUPPLIED]->(l:MaterialLot)-[i:ISSUED_TO]->(o:ProductionOrder) "
+        "MATCH (fg:MaterialLot)-[:PRODUCED_BY]->(o) "
+        "RETURN s.supplier_id AS supplier, l.lot_id AS lot, i.quantity AS qty, "
+        "i.material_document AS doc, i.posted_at AS posted, o.order_id AS order, fg.lot_id AS fg"
+    )
+    assert len(genealogy) == 1
+    row = genealogy[0]
+    assert row["posted"].to_native().date().isoformat() == "2026-11-02"
+    assert (row["supplier"], row["lot"], row["qty"], row["doc"], row["order"], row["fg"]) == (
+        "S-104", "RM-AL6061-BAR/7731", 240.0, "2026/4900001234/1", "1000123", "FG-HOUSING-A/FG-0001"
+    )  # fmt: skip
+    assert store.read("MATCH (c:Confirmation) RETURN count(c) AS n") == [{"n": 1}]
+
+
+def _dump(store: Store) -> list[str]:
+    return sorted(
+        repr(r)
+        for r in store.read(
+            "MATCH (n) OPTIONAL MATCH (n)-[r]->(m) "
+            "RETURN labels(n) AS l, properties(n) AS n, type(r) AS t, properties(r) AS r"
+        )
+    )
+
+
+def test_reingest_changes_nothing(store: Store, tmp_path: Path) -> None:
+    _runner(store, tmp_path).run([DATA / "sap"])
+    before = _dump(store)
+    again = _runner(store, tmp_path).run([DATA / "sap"], full=True)
+    assert again.records == 6
+    assert all(w["created"] == 0 and w["updated"] == 0 for w in again.writes.values())
+    assert _dump(store) == before
+
+
+def test_watermarks_skip_unchanged_files_and_pick_up_changed_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    source = tmp_path / "exports"
+    shutil.copytree(DATA / "sap", source)
+    _runner(store, tmp_path).run([source])
+    second = _runner(store, tmp_path).run([source])
+    assert [s.unchanged_since_last_run for s in second.sources] == [True, True, True]
+    orders = source / "production_orders.json"
+    orders.write_text(
+        orders.read_text().replace('"TotalQuantity": "150.000"', '"TotalQuantity": "160"')
+    )
+    third = _runner(store, tmp_path).run([source])
+    assert [s.unchanged_since_last_run for s in third.sources] == [False, True, True]
+    assert third.writes["ProductionOrder"]["updated"] == 1
+    assert store.read(
+        "MATCH (o:ProductionOrder {order_id: '1000124'}) RETURN o.total_quantity AS q"
+    ) == [{"q": 160.0}]
+
+
+def test_bad_input_goes_to_dead_letters_while_valid_records_load(
+    store: Store, tmp_path: Path
+) -> None:
+    _runner(store, tmp_path).run([DATA / "sap" / "production_orders.json"])
+    before = store.read("MATCH (n) RETURN count(n) AS n")
+    report = _runner(store, tmp_path).run([DATA / "bad"], dead_letter_path=tmp_path / "dead.jsonl")
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    reasons = {(Path(d["source"]).name, d["position"]): d["reason"] for d in letters}
+    assert report.rejected == len(letters) == 8
+    assert (
+        reasons[("bad_records.json", "d.results[0]")]
+        == "TotalQuantity: expected a number, got 'lots'"
+    )
+    assert reasons[("bad_records.json", "d.results[2]")] == "missing ManufacturingOrder"
+    assert reasons[("bad_records.json", "d.results[3]")] == (
+        "MfgOrderPlannedStartTime: 'PT25H00M00S' is not a time of day"
+    )
+    assert reasons[("bad_records.json", "d.results[4]")] == "expected an entity object, got str"
+    assert reasons[("truncated_orders.json", "file")].startswith("malformed JSON")
+    assert "no parser recognises this file" in reasons[("not_odata.json", "file")]
+    assert reasons[("unknown_reference_confirmations.json", "d.results[0]")].startswith(
+        "(Confirmation)-[:CONFIRMS]->(Operation): unknown Operation operation_id='9999999/0010'"
+    )
+    assert letters[1]["raw"]["TotalQuantity"] == "lots"
+    # The good records beside the bad ones loaded; the rejected ones left nothing behind.
+    loaded = store.read("MATCH (o:ProductionOrder) RETURN o.order_id AS id ORDER BY id")
+    assert [r["id"] for r in loaded] == ["1000123", "1000124", "2000001", "3000006"]
+    assert store.read("MATCH (c:Confirmation) RETURN count(c) AS n") == [{"n": 0}]
+    # Two orders and the product they name; nothing from the rejected confirmation's person.
+    assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before[0]["n"] + 3
+    assert store.read("MATCH (p:Product {product_id: 'FG-SHAFT-20'}) RETURN count(p) AS n") == [
+        {"n": 1}
+    ]
