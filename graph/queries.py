@@ -86,7 +86,7 @@ def merge_relationships(
         f"MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
         f"MERGE (a)-[x:{ident(rel_type)}]->(b)\n"
-        "ON CREATE SET x.ingested_at = $now\n"
+        "ON CREATE SET x.ingested_at = $now, x += row.origin\n"
         "SET x += row.props, x.updated_at = $now, x.ingest_run = $run"
     )
 

@@ -109,10 +109,52 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _fingerprint(props: Mapping[str, Any]) -> str | None:
-    """What a row says about its entity, provenance aside; None if it only names the key."""
-    facts = sorted((k, v) for k, v in props.items() if k not in PROVENANCE_PROPERTIES)
-    return repr(facts) if facts else None
+class _Queue:
+    """The rows of one upsert call, merged per key before they reach the store.
+
+    Rows for the same key add up: later rows may add properties (an alarm's ``cleared_at``
+    after its ``raised_at``) but may not contradict earlier ones. A row that gives only the
+    key is a reference ("this order's product is X"): it makes sure X exists, with the
+    referring record as its origin, and never overwrites what X's own record says.
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.pending: dict[str, dict[str, Any]] = {}  # entries of the batch not yet flushed
+
+    def add(self, key: str, props: dict[str, Any], position: int) -> dict[str, Any] | None:
+        """The batch entry to append, or None if the row merged into a queued one or adds
+        nothing; rejects a row that contradicts an earlier one."""
+        facts = {k: v for k, v in props.items() if k not in PROVENANCE_PROPERTIES}
+        origin = {k: v for k, v in props.items() if k in PROVENANCE_PROPERTIES}
+        first = self.known.get(key)
+        if first is None:
+            self.known[key] = (position, dict(facts))
+            entry = {"key": key, "props": props if facts else {}, "origin": {} if facts else origin}
+            self.pending[key] = entry
+            return entry
+        first_position, known = first
+        clash = sorted(k for k, v in facts.items() if k in known and known[k] != v)
+        if clash:
+            raise _Reject(
+                f"key {key!r} repeats record {first_position} with a different {', '.join(clash)}"
+            )
+        new = {k: v for k, v in facts.items() if k not in known}
+        if not new:
+            return None
+        known.update(new)
+        entry = self.pending.get(key)
+        if entry is not None:
+            if not entry["props"]:
+                entry["props"] = dict(origin)  # a queued reference becomes a full row
+            entry["props"].update(new)
+            return None
+        entry = {"key": key, "props": {**origin, **new}, "origin": {}}
+        self.pending[key] = entry
+        return entry
+
+    def flushed(self) -> None:
+        self.pending = {}
 
 
 def _names(batch: list[dict]) -> list[str]:
@@ -172,8 +214,7 @@ class BulkWriter:
         """Create or update nodes of one label, keyed by its business key."""
         spec = node_spec(label)
         report = UpsertReport(spec.label)
-        seen: dict[str, tuple[int, str | None]] = {}
-        pending: dict[str, dict[str, Any]] = {}  # the current batch's row per key
+        queue = _Queue()
         batch: list[dict[str, Any]] = []
         started = time.perf_counter()
         for position, row in enumerate(rows):
@@ -182,29 +223,20 @@ class BulkWriter:
                 if not isinstance(row, Mapping):
                     raise _Reject(f"expected a record of properties, got {type(row).__name__}")
                 key = _key(spec, row.get(spec.key), "business key")
-                props = _props(spec.label, spec.properties, row, {spec.key})
-                fingerprint = _fingerprint(props)
-                if fingerprint is None:
-                    # A reference ("this order's product is X"): make sure X exists, with the
-                    # referring record as its origin, but never overwrite what X's own
-                    # record says.
-                    entry = {"key": key, "props": {}, "origin": props}
-                else:
-                    entry = {"key": key, "props": props, "origin": {}}
-                relation = self._repeated(seen, key, fingerprint, position)
-                if relation == "same" or (relation == "fuller" and key in pending):
-                    if relation == "fuller":
-                        pending[key].update(entry)  # full values replace a queued reference
-                    report.unchanged += 1
-                    continue
+                entry = queue.add(
+                    key, _props(spec.label, spec.properties, row, {spec.key}), position
+                )
             except _Reject as reject:
                 report.rejected.append(Rejection(spec.label, position, str(reject), row))
                 continue
+            if entry is None:
+                report.unchanged += 1
+                continue
             batch.append(entry)
-            pending[key] = entry
             if len(batch) >= self.batch_size:
                 self._flush_nodes(spec, batch, report, started)
-                batch, pending = [], {}
+                batch = []
+                queue.flushed()
         if batch:
             self._flush_nodes(spec, batch, report, started)
         report.seconds = time.perf_counter() - started
@@ -245,7 +277,7 @@ class BulkWriter:
         dropped silently and never creating an empty placeholder node.
         """
         report = UpsertReport(spec.name)
-        seen: dict[str, tuple[int, str | None]] = {}
+        queue = _Queue()
         batch: list[dict[str, Any]] = []
         raw: dict[int, Any] = {}
         started = time.perf_counter()
@@ -257,18 +289,20 @@ class BulkWriter:
                 start = _key(spec.start, row.get("start"), "start key")
                 end = _key(spec.end, row.get("end"), "end key")
                 props = _props(spec.name, spec.properties, row, {"start", "end"})
-                fingerprint = _fingerprint(props) or ""
-                if self._repeated(seen, f"{start} -> {end}", fingerprint, position) == "same":
-                    report.unchanged += 1
-                    continue
+                entry = queue.add(f"{start} -> {end}", props, position)
             except _Reject as reject:
                 report.rejected.append(Rejection(spec.name, position, str(reject), row))
                 continue
-            batch.append({"position": position, "start": start, "end": end, "props": props})
+            if entry is None:
+                report.unchanged += 1
+                continue
+            entry.update(position=position, start=start, end=end)
+            batch.append(entry)
             raw[position] = row
             if len(batch) >= self.batch_size:
                 self._flush_rels(spec, batch, raw, report, started)
                 batch, raw = [], {}
+                queue.flushed()
         if batch:
             self._flush_rels(spec, batch, raw, report, started)
         report.seconds = time.perf_counter() - started
@@ -322,26 +356,6 @@ class BulkWriter:
         self._account(report, len(batch) - len(missing), created, updated, started)
 
     # -- shared bookkeeping --------------------------------------------------------------------
-
-    @staticmethod
-    def _repeated(
-        seen: dict[str, tuple[int, str | None]], key: str, fingerprint: str | None, position: int
-    ) -> str:
-        """How a row relates to rows queued before for the same key in this call.
-
-        "new": first time seen; "same": nothing to add; "fuller": full values after a mere
-        reference (fingerprint None). Conflicting full values are rejected.
-        """
-        first = seen.get(key)
-        if first is None:
-            seen[key] = (position, fingerprint)
-            return "new"
-        if fingerprint is None or first[1] == fingerprint:
-            return "same"
-        if first[1] is None:
-            seen[key] = (position, fingerprint)
-            return "fuller"
-        raise _Reject(f"key {key!r} repeats record {first[0]} with different values")
 
     def _account(
         self, report: UpsertReport, accepted: int, created: int, updated: int, started: float

@@ -175,9 +175,27 @@ def test_conflicting_duplicate_key_in_one_call_is_rejected(
     )
     assert (report.created, report.unchanged) == (1, 1)
     assert [r.reason for r in report.rejected] == [
-        "key 'M1' repeats record 0 with different values"
+        "key 'M1' repeats record 0 with a different name"
     ]
     assert store.read("MATCH (m:Machine) RETURN m.name AS name") == [{"name": "Mill"}]
+
+
+def test_later_rows_for_a_key_may_add_properties(store: Store) -> None:
+    raised = datetime(2026, 11, 2, 9, 12, tzinfo=UTC)
+    cleared = datetime(2026, 11, 2, 9, 20, tzinfo=UTC)
+    for batch_size in (10, 1):  # merged inside one batch, and written as an update
+        store.write("MATCH (n) DETACH DELETE n")
+        report = BulkWriter(store, batch_size=batch_size).upsert_nodes(
+            "Alarm",
+            [
+                {"alarm_id": "A1", "code": "SPINDLE_VIB", "raised_at": raised},
+                {"alarm_id": "A1", "cleared_at": cleared},
+            ],
+        )
+        assert not report.rejected
+        rows = store.read("MATCH (a:Alarm) RETURN a.code AS code, a.cleared_at AS cleared")
+        assert len(rows) == 1 and rows[0]["code"] == "SPINDLE_VIB"
+        assert rows[0]["cleared"].to_native().replace(tzinfo=UTC) == cleared
 
 
 def test_rows_are_written_in_batches(store: Store) -> None:

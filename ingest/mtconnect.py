@@ -1,0 +1,220 @@
+"""MTConnect Streams documents (an agent's ``/current`` or ``/sample`` response, any 1.x–2.x
+namespace): machine availability and execution as state intervals, conditions as alarms,
+samples as process readings.
+
+The agent's own device (MTConnect 1.7+ lists an ``Agent`` device) is skipped; ``UNAVAILABLE``
+observations mean "no data", not a value, except for availability and execution where they
+start an ``unavailable`` interval. A Warning or Fault opens an alarm that the next Normal of
+the same data item clears.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+
+SOURCE_SYSTEM = "MTConnect"
+
+# MTConnect Execution values -> our machine states (reason_code keeps the original value).
+EXECUTION_STATES = {
+    "ACTIVE": "running",
+    "READY": "idle",
+    "WAIT": "idle",
+    "PROGRAM_COMPLETED": "idle",
+    "FEED_HOLD": "idle",
+    "OPTIONAL_STOP": "idle",
+    "PROGRAM_OPTIONAL_STOP": "idle",
+    "PROGRAM_STOPPED": "idle",
+    "INTERRUPTED": "down",
+    "STOPPED": "down",
+    "UNAVAILABLE": "unavailable",
+}
+CONDITION_LEVELS = ("Warning", "Fault")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _time(value: str | None) -> datetime:
+    if not value:
+        raise ValueError("observation without a timestamp")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def looks_like(path: Path) -> bool:
+    try:
+        for _, element in ET.iterparse(path, events=("start",)):
+            return _local(element.tag) == "MTConnectStreams"
+    except (ET.ParseError, OSError):
+        return False
+    return False
+
+
+class _Device:
+    """Open intervals and alarms of one device while its stream is read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.open_state: tuple[str, datetime, str, str] | None = None  # id, start, state, reason
+        self.open_alarms: dict[str, list[tuple[str, datetime]]] = {}
+
+
+def _state_rows(device: _Device, state_id: str, props: dict) -> list[NodeRow | RelRow]:
+    return [
+        NodeRow("MachineState", {"state_id": state_id, **props}),
+        NodeRow("Machine", {"machine_id": device.name}),
+        RelRow("Machine", "HAD_STATE", "MachineState", device.name, state_id),
+    ]
+
+
+def parse(path: Path) -> Iterator[Item]:
+    """Stream observations out of a Streams document, one Record per observation."""
+    device: _Device | None = None
+    devices: list[_Device] = []
+    section = ""
+    component = ""
+    try:
+        for event, element in ET.iterparse(path, events=("start", "end")):
+            tag = _local(element.tag)
+            if event == "start":
+                if tag == "MTConnectError":
+                    yield BadRecord("file", "the agent answered with an MTConnectError document")
+                    return
+                if tag == "DeviceStream":
+                    device = _Device(element.get("name") or element.get("uuid") or "")
+                    devices.append(device)
+                elif tag == "ComponentStream":
+                    component = element.get("component", "")
+                    if component == "Agent" and device is not None:
+                        device.name = ""  # the agent's own device: nothing to load
+                elif tag in ("Samples", "Events", "Condition"):
+                    section = tag
+                continue
+            if tag in ("Samples", "Events", "Condition"):
+                section = ""
+            elif tag == "DeviceStream":
+                if device is not None and device.name:
+                    yield from _close_device(device)
+                device = None
+            elif section and device is not None and device.name and element.get("dataItemId"):
+                yield from _observation(device, section, tag, element)
+            if tag not in ("MTConnectStreams", "Streams"):
+                element.clear()
+    except ET.ParseError as error:
+        yield BadRecord("file", f"malformed XML: {error}")
+
+
+def _observation(device: _Device, section: str, tag: str, element: ET.Element) -> Iterator[Item]:
+    item_id = element.get("dataItemId", "")
+    position = f"{device.name}/{item_id}@{element.get('sequence', '?')}"
+    value = (element.text or "").strip()
+    try:
+        moment = _time(element.get("timestamp"))
+    except ValueError as error:
+        yield BadRecord(position, str(error), ET.tostring(element, encoding="unicode"))
+        return
+    if section == "Events" and tag in ("Execution", "Availability"):
+        if tag == "Availability" and value != "UNAVAILABLE":
+            yield SkippedRecord(position, "AVAILABLE: execution gives the state")
+            return
+        state = EXECUTION_STATES.get(value)
+        if state is None:
+            yield BadRecord(position, f"unknown {tag} value {value!r}", value)
+            return
+        yield from _start_state(device, position, moment, state, value)
+    elif section == "Condition":
+        yield from _condition(device, position, tag, element, moment)
+    elif section == "Samples":
+        if value == "UNAVAILABLE" or not value:
+            yield SkippedRecord(position, "UNAVAILABLE sample")
+            return
+        try:
+            number = float(value.split()[0])
+        except ValueError:
+            yield BadRecord(position, f"sample {item_id}: {value!r} is not a number", value)
+            return
+        reading_id = f"{device.name}/{item_id}/{moment.isoformat()}"
+        props = {
+            "reading_id": reading_id,
+            "parameter": element.get("name") or item_id,
+            "value": number,
+            "measured_at": moment,
+        }
+        yield Record(
+            position,
+            [
+                NodeRow("ProcessReading", props),
+                NodeRow("Machine", {"machine_id": device.name}),
+                RelRow("Machine", "MEASURED", "ProcessReading", device.name, reading_id),
+            ],
+            value,
+        )
+    else:
+        yield SkippedRecord(position, f"{tag} events are not mapped")
+
+
+def _start_state(
+    device: _Device, position: str, moment: datetime, state: str, reason: str
+) -> Iterator[Item]:
+    rows: list[NodeRow | RelRow] = []
+    if device.open_state is not None:
+        previous_id, start, previous_state, previous_reason = device.open_state
+        if previous_state == state and previous_reason == reason:
+            yield SkippedRecord(position, "state unchanged")
+            return
+        rows += _state_rows(device, previous_id, {
+            "state": previous_state, "reason_code": previous_reason, "start": start,
+            "end": moment, "duration_s": (moment - start).total_seconds(),
+        })  # fmt: skip
+    state_id = f"{device.name}/{moment.isoformat()}"
+    rows += _state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
+    device.open_state = (state_id, moment, state, reason)
+    yield Record(position, rows, reason)
+
+
+def _condition(
+    device: _Device, position: str, level: str, element: ET.Element, moment: datetime
+) -> Iterator[Item]:
+    item_id = element.get("dataItemId", "")
+    if level in CONDITION_LEVELS:
+        code = element.get("nativeCode") or element.get("type") or item_id
+        alarm_id = f"{device.name}/{code}/{moment.isoformat()}"
+        props = {
+            "alarm_id": alarm_id,
+            "code": code,
+            "level": level,
+            "message": (element.text or "").strip() or None,
+            "raised_at": moment,
+        }
+        device.open_alarms.setdefault(item_id, []).append((alarm_id, moment))
+        yield Record(
+            position,
+            [
+                NodeRow("Alarm", {k: v for k, v in props.items() if v is not None}),
+                NodeRow("Machine", {"machine_id": device.name}),
+                RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id),
+            ],
+            element.text,
+        )
+    elif level == "Normal" and device.open_alarms.get(item_id):
+        cleared = device.open_alarms.pop(item_id)
+        yield Record(
+            position,
+            [
+                NodeRow("Alarm", {"alarm_id": alarm_id, "cleared_at": moment})
+                for alarm_id, _ in cleared
+            ],
+        )
+    else:
+        yield SkippedRecord(position, f"{level} condition with nothing to clear")
+
+
+def _close_device(device: _Device) -> Iterator[Item]:
+    """At the end of a stream the last state stays open: it is written without an end."""
+    return iter(())
