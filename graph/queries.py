@@ -119,3 +119,57 @@ COUNT_NODES_BY_LABEL = "MATCH (n) UNWIND labels(n) AS label RETURN label, count(
 COUNT_RELATIONSHIPS_BY_TYPE = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS count"
 SHOW_CONSTRAINTS = "SHOW CONSTRAINTS"
 PING = "RETURN 1 AS ok"
+
+
+# -- deviation rules (read side; the rules themselves live in ingest/deviations.py) ----------
+
+SCRAP_BY_OPERATION = """
+MATCH (o:Operation)<-[:CONFIRMS]-(c:Confirmation)
+WITH o, sum(coalesce(c.scrap_quantity, 0.0)) AS scrap, sum(coalesce(c.yield_quantity, 0.0)) AS good,
+     min(c.start) AS start, max(c.end) AS end
+WHERE scrap > 0
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
+RETURN o.operation_id AS operation, ord.order_id AS order, m.machine_id AS machine,
+       scrap, good, start, end
+"""
+
+ORDER_COMPLETION = """
+MATCH (ord:ProductionOrder)
+OPTIONAL MATCH (ord)-[:HAS_OPERATION]->(o:Operation)
+WITH ord, max(o.actual_end) AS finished, min(o.actual_start) AS started
+RETURN ord.order_id AS order, ord.status AS status, ord.planned_start AS planned_start,
+       ord.planned_end AS planned_end, started, finished,
+       ord.total_quantity AS total, ord.yield_quantity AS yield
+"""
+
+FAILED_QUALITY_CHECKS = """
+MATCH (q:QualityCheck)
+WHERE q.result = 'fail'
+   OR (q.value IS NOT NULL AND ((q.lower_limit IS NOT NULL AND q.value < q.lower_limit)
+                             OR (q.upper_limit IS NOT NULL AND q.value > q.upper_limit)))
+OPTIONAL MATCH (q)-[:CHECKED]->(o:Operation)
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (q)-[:CHECKED_LOT]->(l:MaterialLot)
+RETURN q.check_id AS check, q.characteristic AS characteristic, q.value AS value,
+       q.lower_limit AS lower, q.upper_limit AS upper, q.unit AS unit, q.checked_at AS at,
+       o.operation_id AS operation, ord.order_id AS order, m.machine_id AS machine,
+       l.lot_id AS lot
+"""
+
+LONG_DOWNTIMES = """
+MATCH (m:Machine)-[:HAD_STATE]->(s:MachineState)
+WHERE s.state = 'down' AND s.duration_s >= $seconds
+RETURN m.machine_id AS machine, s.state_id AS state, s.start AS start, s.end AS end,
+       s.duration_s AS seconds, s.reason_code AS reason
+"""
+
+FAILED_INSPECTION_ITEMS = """
+MATCH (i:Inspection)-[:HAS_ITEM]->(item:InspectionItem)
+WHERE item.failed = true
+OPTIONAL MATCH (i)-[:INSPECTED]->(m:Machine)
+RETURN item.item_id AS item, item.label AS label, item.response AS response,
+       i.inspection_id AS inspection, coalesce(i.completed_at, i.started_at) AS at,
+       m.machine_id AS machine
+"""

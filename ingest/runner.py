@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,24 +20,119 @@ from opsgraph.graph.store import Store
 from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
 
-from . import sap
+from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
 
 
 @dataclass(frozen=True)
 class SourceFormat:
-    """A source format: how to recognise a file, where it goes in the load order, its parser."""
+    """A source format: how to recognise a file and where it goes in the load order
+    (``rank``, None if the file is not of this format), its parser and its source system."""
 
     name: str
-    source_system: str
     rank: Callable[[Path], int | None]
     parse: Callable[[Path], Iterator[Item]]
+    source_system: Callable[[Path], str]
 
 
-# Adding a format: one module in ingest/ and one line here.
+def _ranked(base: int, sub_rank: Callable[[Path], int | None]) -> Callable[[Path], int | None]:
+    def rank(path: Path) -> int | None:
+        found = sub_rank(path)
+        return None if found is None else base + found
+
+    return rank
+
+
+def _when(base: int, test: Callable[[Path], bool]) -> Callable[[Path], int | None]:
+    return lambda path: base if test(path) else None
+
+
+# Load order: what later sources refer to comes first. ERP orders and operations, then MES
+# execution, then worker data; deviation rules run at RULES_RANK, and notes and decision logs,
+# which refer to deviations, load after them.
+RULES_RANK = 50
+TABLE_RANKS = {
+    "machine-states": 20, "alarms": 20, "process-readings": 20, "quality-checks": 25,
+    "shift-roster": 30, "skills-matrix": 30, "operator-notes": 60, "decision-log": 60,
+}  # fmt: skip
+
+
+def _table_rank(path: Path) -> int | None:
+    mapping = tables.builtin_for(path)
+    return None if mapping is None else TABLE_RANKS.get(mapping.name, 40)
+
+
+def _table_parse(path: Path) -> Iterator[Item]:
+    mapping = tables.builtin_for(path)
+    if mapping is None:
+        yield BadRecord("file", "no built-in table layout matches these columns")
+        return
+    yield from tables.parse_table(path, mapping)
+
+
+def _table_system(path: Path) -> str:
+    mapping = tables.builtin_for(path)
+    return mapping.source_system if mapping else "table"
+
+
+def _fixed(system: str) -> Callable[[Path], str]:
+    return lambda _: system
+
+
+# Adding a format: one module in ingest/ and one entry here.
 FORMATS: dict[str, SourceFormat] = {
-    "sap-odata": SourceFormat("sap-odata", sap.SOURCE_SYSTEM, sap.load_rank, sap.parse),
-}
+    f.name: f
+    for f in (
+        SourceFormat("sap-odata", _ranked(0, sap.load_rank), sap.parse, _fixed(sap.SOURCE_SYSTEM)),
+        SourceFormat(
+            "b2mml", _when(10, b2mml.looks_like), b2mml.parse, _fixed(b2mml.SOURCE_SYSTEM),
+        ),
+        SourceFormat(
+            "mtconnect", _when(20, mtconnect.looks_like), mtconnect.parse,
+            _fixed(mtconnect.SOURCE_SYSTEM),
+        ),
+        SourceFormat(
+            "safetyculture", _ranked(30, safetyculture.load_rank), safetyculture.parse,
+            _fixed(safetyculture.SOURCE_SYSTEM),
+        ),
+        SourceFormat("table", _table_rank, _table_parse, _table_system),
+    )
+}  # fmt: skip
+
+
+def mapping_format(mapping: tables.TableMapping, rank: int = 40) -> SourceFormat:
+    """A user's TOML-declared table mapping as a source format."""
+    return SourceFormat(
+        f"mapping:{mapping.name}",
+        lambda path: rank if set(mapping.detect) <= tables.header(path) else None,
+        lambda path: tables.parse_table(path, mapping),
+        _fixed(mapping.source_system),
+    )
+
+
+class Aliases:
+    """Declared identities across systems: the asset a worker app calls "DMU65-A" is the
+    machine SAP calls "M-101". Read from TOML, one table per label::
+
+        [Machine]
+        "DMU65-A" = "M-101"
+        [Person]
+        "user_623d74253aae4857aefb995d157e70e4" = "00004711"
+    """
+
+    def __init__(self, table: dict[str, dict[str, str]] | None = None) -> None:
+        self.table = {label: dict(keys) for label, keys in (table or {}).items()}
+        for label in self.table:
+            node_spec(label)  # an unknown label is a mistake in the file: say so now
+
+    @classmethod
+    def load(cls, path: Path | None) -> Aliases:
+        if path is None:
+            return cls()
+        return cls(tomllib.loads(Path(path).read_text()))
+
+    def __call__(self, label: str, key: str) -> str:
+        return self.table.get(label, {}).get(key, key)
 
 
 class UnknownFormat(ValueError):
@@ -117,22 +213,32 @@ def _sha256(path: Path) -> str:
 class _Buffer:
     """Rows waiting for the writer, each remembering the source record it came from."""
 
-    def __init__(self) -> None:
+    def __init__(self, aliases: Aliases) -> None:
+        self.aliases = aliases
         self.nodes: dict[str, list[tuple[dict, int]]] = {}
         self.rels: dict[tuple[str, str, str], list[tuple[dict, int]]] = {}
         self.size = 0
 
     def add(self, row: NodeRow | RelRow, record: int, origin: dict[str, str]) -> None:
         if isinstance(row, NodeRow):
-            self.nodes.setdefault(row.label, []).append(({**origin, **row.props}, record))
+            key = node_spec(row.label).key
+            props = {**origin, **row.props}
+            if key in props:
+                props[key] = self.aliases(row.label, str(props[key]))
+            self.nodes.setdefault(row.label, []).append((props, record))
         else:
-            data = {**origin, **row.props, "start": row.start_key, "end": row.end_key}
+            data = {
+                **origin,
+                **row.props,
+                "start": self.aliases(row.start, row.start_key),
+                "end": self.aliases(row.end, row.end_key),
+            }
             self.rels.setdefault((row.start, row.type, row.end), []).append((data, record))
         self.size += 1
 
     def without(self, records: set[int]) -> _Buffer:
         """The same rows minus those of the given records."""
-        kept = _Buffer()
+        kept = _Buffer(self.aliases)
         kept.nodes = {k: [r for r in v if r[1] not in records] for k, v in self.nodes.items()}
         kept.rels = {k: [r for r in v if r[1] not in records] for k, v in self.rels.items()}
         kept.size = sum(map(len, kept.nodes.values())) + sum(map(len, kept.rels.values()))
@@ -150,12 +256,18 @@ class IngestRunner:
         scope: str = "embedded",
         batch_size: int = 5000,
         on_record: Callable[[str, int], None] | None = None,
+        aliases: Aliases | None = None,
+        mappings: list[tables.TableMapping] | None = None,
+        thresholds: deviations.Thresholds | None = None,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
         self.scope = scope
         self.batch_size = batch_size
         self.on_record = on_record
+        self.aliases = aliases or Aliases()
+        self.formats = [*(mapping_format(m) for m in mappings or ()), *FORMATS.values()]
+        self.thresholds = thresholds or deviations.Thresholds()
         self.writer = BulkWriter(store, batch_size=batch_size)
         self.watermark_file = state_dir / "watermarks.json"
 
@@ -183,11 +295,14 @@ class IngestRunner:
     # -- the run -------------------------------------------------------------------------------
 
     def detect(self, path: Path, name: str | None = None) -> tuple[SourceFormat, int]:
+        """The format of a file and its place in the load order."""
         if name is not None:
-            if name not in FORMATS:
-                raise UnknownFormat(f"unknown format {name!r}; known: {', '.join(FORMATS)}")
-            return FORMATS[name], FORMATS[name].rank(path) or 0
-        for fmt in FORMATS.values():
+            chosen = [f for f in self.formats if f.name == name]
+            if not chosen:
+                known = ", ".join(f.name for f in self.formats)
+                raise UnknownFormat(f"unknown format {name!r}; known: {known}")
+            return chosen[0], chosen[0].rank(path) or 0
+        for fmt in self.formats:
             rank = fmt.rank(path)
             if rank is not None:
                 return fmt, rank
@@ -199,7 +314,10 @@ class IngestRunner:
         format_name: str | None = None,
         full: bool = False,
         dead_letter_path: Path | None = None,
+        rules: bool = True,
     ) -> IngestReport:
+        """Load every file in dependency order, run the deviation rules once the sources
+        they read are in, and report what happened to each file."""
         started = time.perf_counter()
         report = IngestReport(self.writer.run_id)
         dead_path = (
@@ -213,11 +331,15 @@ class IngestRunner:
                     fmt, rank = self.detect(path, format_name)
                 except UnknownFormat as error:
                     report.sources.append(SourceReport(str(path), "unknown", rejected=1))
-                    self._dead(dead, path, "unknown", "file", str(error), None)
+                    self._dead(dead, str(path), "unknown", "file", str(error), None)
                     continue
                 plan.append((rank, str(path), path, fmt))
             marks = self._watermarks()
-            for _, _, path, fmt in sorted(plan, key=lambda item: item[:2]):
+            loaded_any = False
+            for rank, _, path, fmt in sorted(plan, key=lambda item: item[:2]):
+                if rules and loaded_any and rank >= RULES_RANK:
+                    report.sources.append(self._detect_deviations(dead, report))
+                    rules = False
                 digest = _sha256(path)
                 mark = marks.get(f"{self.scope}|{path.resolve()}")
                 if not full and mark and mark["sha256"] == digest:
@@ -225,9 +347,15 @@ class IngestRunner:
                         SourceReport(str(path), fmt.name, unchanged_since_last_run=True)
                     )
                     continue
-                source = self._load(path, fmt, dead, report)
+                source = self._load(
+                    fmt.parse(path), str(path), path.name, fmt.name, fmt.source_system(path),
+                    dead, report,
+                )  # fmt: skip
                 report.sources.append(source)
                 self._save_watermark(path, digest, source)
+                loaded_any = True
+            if rules and loaded_any:
+                report.sources.append(self._detect_deviations(dead, report))
         report.seconds = time.perf_counter() - started
         if dead_path.stat().st_size:
             report.dead_letters = str(dead_path)
@@ -235,30 +363,45 @@ class IngestRunner:
             dead_path.unlink()
         return report
 
-    def _load(self, path: Path, fmt: SourceFormat, dead: Any, report: IngestReport) -> SourceReport:
+    def _detect_deviations(self, dead: Any, report: IngestReport) -> SourceReport:
+        return self._load(
+            deviations.detect(self.store, self.thresholds), "deviation rules", "rules",
+            "rules", deviations.SOURCE_SYSTEM, dead, report,
+        )  # fmt: skip
+
+    def _load(
+        self,
+        items: Iterator[Item],
+        name: str,
+        short_name: str,
+        fmt_name: str,
+        source_system: str,
+        dead: Any,
+        report: IngestReport,
+    ) -> SourceReport:
         started = time.perf_counter()
-        source = SourceReport(str(path), fmt.name)
+        source = SourceReport(name, fmt_name)
         records: list[Record] = []
-        buffer = _Buffer()
+        buffer = _Buffer(self.aliases)
 
         def flush() -> None:
             nonlocal records, buffer
-            source.rejected += self._write(buffer, records, report, path, fmt, dead)
-            records, buffer = [], _Buffer()
+            source.rejected += self._write(buffer, records, report, name, fmt_name, dead)
+            records, buffer = [], _Buffer(self.aliases)
 
-        for item in fmt.parse(path):
+        for item in items:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"
                 source.rejected += 1
-                self._dead(dead, path, fmt.name, item.position, item.reason, item.raw)
+                self._dead(dead, name, fmt_name, item.position, item.reason, item.raw)
             elif isinstance(item, SkippedRecord):
                 source.records += 1
                 source.skipped += 1
             else:
                 source.records += 1
                 origin = {
-                    "source_system": fmt.source_system,
-                    "source_record": f"{path.name}:{item.position}",
+                    "source_system": source_system,
+                    "source_record": f"{short_name}:{item.position}",
                 }
                 records.append(item)
                 for row in item.rows:
@@ -266,7 +409,7 @@ class IngestRunner:
                 if buffer.size >= self.batch_size:
                     flush()
             if self.on_record is not None:
-                self.on_record(str(path), source.records)
+                self.on_record(name, source.records)
         flush()
         source.loaded = source.records - source.skipped - source.rejected
         source.seconds = time.perf_counter() - started
@@ -277,8 +420,8 @@ class IngestRunner:
         buffer: _Buffer,
         records: list[Record],
         report: IngestReport,
-        path: Path,
-        fmt: SourceFormat,
+        name: str,
+        fmt_name: str,
         dead: Any,
     ) -> int:
         """Write nodes before relationships; return how many records had a row rejected.
@@ -314,7 +457,7 @@ class IngestRunner:
             counts["rejected"] += len(result.rejected)
             for rejection in result.rejected:
                 failed.setdefault(rows[rejection.position][1], []).append(_describe(rejection))
-        return self._report_failed(failed, records, path, fmt, dead)
+        return self._report_failed(failed, records, name, fmt_name, dead)
 
     def _dangling(self, buffer: _Buffer) -> dict[int, list[str]]:
         """Records whose relationships point at keys that exist nowhere."""
@@ -347,19 +490,19 @@ class IngestRunner:
         self,
         failed: dict[int, list[str]],
         records: list[Record],
-        path: Path,
-        fmt: SourceFormat,
+        name: str,
+        fmt_name: str,
         dead: Any,
     ) -> int:
         for index, reasons in sorted(failed.items()):
             record = records[index]
-            self._dead(dead, path, fmt.name, record.position, "; ".join(reasons), record.raw)
+            self._dead(dead, name, fmt_name, record.position, "; ".join(reasons), record.raw)
         return len(failed)
 
     @staticmethod
-    def _dead(dead: Any, path: Path, fmt: str, position: str, reason: str, raw: Any) -> None:
+    def _dead(dead: Any, source: str, fmt: str, position: str, reason: str, raw: Any) -> None:
         entry = {
-            "source": str(path),
+            "source": source,
             "format": fmt,
             "position": position,
             "reason": reason,

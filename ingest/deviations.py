@@ -1,0 +1,154 @@
+"""Rules that turn ingested facts into Deviations: anything off plan, each ``ABOUT`` the
+entities involved, with a time window and a severity.
+
+Rules run over the graph after the sources a run loaded, with deterministic IDs
+(``DEV-SCRAP-<operation>``…), so re-running never duplicates a deviation and a deviation a
+source reported (a failed inspection item) is linked once however often it is seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from opsgraph.graph import queries
+from opsgraph.graph.store import Store
+
+from .records import NodeRow, Record, RelRow
+
+SOURCE_SYSTEM = "opsgraph rules"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When something counts as a deviation; the defaults suit discrete machining."""
+
+    scrap_rate: float = 0.05  # scrap / (scrap + yield) per operation
+    late_minutes: float = 60.0  # finished this long after the planned end
+    short_fraction: float = 0.02  # completed orders delivering less than 98 % of plan
+    downtime_minutes: float = 15.0  # one unplanned stop at least this long
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    native = value.to_native() if hasattr(value, "to_native") else value
+    return native if native.tzinfo else native.replace(tzinfo=UTC)
+
+
+def _deviation(
+    deviation_id: str,
+    kind: str,
+    severity: str,
+    description: str,
+    start: Any,
+    end: Any,
+    about: list[tuple[str, str | None]],
+    rule: str,
+) -> Record:
+    props = {
+        "deviation_id": deviation_id,
+        "deviation_type": kind,
+        "severity": severity,
+        "detected_by": f"rule:{rule}",
+        "description": description,
+        "start": _utc(start),
+        "end": _utc(end),
+    }
+    rows: list[NodeRow | RelRow] = [
+        NodeRow("Deviation", {k: v for k, v in props.items() if v is not None})
+    ]
+    for label, key in about:
+        if key:
+            rows.append(RelRow("Deviation", "ABOUT", label, deviation_id, key))
+    return Record(rule, rows, {"deviation_id": deviation_id})
+
+
+def _severity(value: float, high: float, critical: float) -> str:
+    return "critical" if value >= critical else "high" if value >= high else "medium"
+
+
+def scrap(store: Store, limits: Thresholds) -> Iterator[Record]:
+    for r in store.read(queries.SCRAP_BY_OPERATION):
+        rate = r["scrap"] / (r["scrap"] + r["good"])
+        if rate < limits.scrap_rate:
+            continue
+        yield _deviation(
+            f"DEV-SCRAP-{r['operation']}", "scrap", _severity(rate, 0.10, 0.20),
+            f"Scrap {r['scrap']:g} of {r['scrap'] + r['good']:g} ({rate:.1%}) on operation "
+            f"{r['operation']}" + (f" on {r['machine']}" if r["machine"] else ""),
+            r["start"], r["end"],
+            [("Operation", r["operation"]), ("ProductionOrder", r["order"]),
+             ("Machine", r["machine"])],
+            "scrap_rate",
+        )  # fmt: skip
+
+
+def orders(store: Store, limits: Thresholds) -> Iterator[Record]:
+    for r in store.read(queries.ORDER_COMPLETION):
+        planned, finished = _utc(r["planned_end"]), _utc(r["finished"])
+        if planned and finished:
+            late = (finished - planned).total_seconds() / 60
+            if late >= limits.late_minutes:
+                yield _deviation(
+                    f"DEV-LATE-{r['order']}", "late_order", _severity(late / 60, 4, 24),
+                    f"Order {r['order']} finished {late / 60:.1f} h after its planned end",
+                    planned, finished, [("ProductionOrder", r["order"])], "late_order",
+                )  # fmt: skip
+        total, good = r["total"], r["yield"]
+        if r["status"] in ("TECO", "CLSD", "DLV") and total and good is not None:
+            missing = (total - good) / total
+            if missing > limits.short_fraction:
+                yield _deviation(
+                    f"DEV-SHORT-{r['order']}", "short_order", _severity(missing, 0.10, 0.25),
+                    f"Order {r['order']} delivered {good:g} of {total:g} planned "
+                    f"({missing:.1%} short)",
+                    r["started"], finished, [("ProductionOrder", r["order"])], "short_order",
+                )  # fmt: skip
+
+
+def quality(store: Store, limits: Thresholds) -> Iterator[Record]:
+    for r in store.read(queries.FAILED_QUALITY_CHECKS):
+        low = "-∞" if r["lower"] is None else f"{r['lower']:g}"
+        high = "∞" if r["upper"] is None else f"{r['upper']:g}"
+        spec = f"[{low}, {high}]"
+        yield _deviation(
+            f"DEV-QC-{r['check']}", "out_of_spec", "high",
+            f"{r['characteristic']} = {r['value']:g}{r['unit'] or ''} outside {spec}"
+            if r["value"] is not None else f"{r['characteristic']} failed",
+            r["at"], r["at"],
+            [("QualityCheck", r["check"]), ("Operation", r["operation"]),
+             ("ProductionOrder", r["order"]), ("Machine", r["machine"]), ("MaterialLot", r["lot"])],
+            "out_of_spec",
+        )  # fmt: skip
+
+
+def downtime(store: Store, limits: Thresholds) -> Iterator[Record]:
+    for r in store.read(queries.LONG_DOWNTIMES, seconds=limits.downtime_minutes * 60):
+        minutes = r["seconds"] / 60
+        yield _deviation(
+            f"DEV-DOWN-{r['state']}", "downtime", _severity(minutes, 60, 240),
+            f"{r['machine']} down {minutes:.0f} min" + (f" ({r['reason']})" if r["reason"] else ""),
+            r["start"], r["end"], [("Machine", r["machine"])], "downtime",
+        )  # fmt: skip
+
+
+def failed_checklist_items(store: Store, limits: Thresholds) -> Iterator[Record]:
+    for r in store.read(queries.FAILED_INSPECTION_ITEMS):
+        yield _deviation(
+            f"DEV-INSP-{r['item']}", "failed_checklist_item", "medium",
+            f"Failed: {r['label']}" + (f" ({r['response']})" if r["response"] else ""),
+            r["at"], r["at"], [("InspectionItem", r["item"]), ("Machine", r["machine"])],
+            "failed_checklist_item",
+        )  # fmt: skip
+
+
+RULES = (scrap, orders, quality, downtime, failed_checklist_items)
+
+
+def detect(store: Store, limits: Thresholds | None = None) -> Iterator[Record]:
+    """Every deviation the rules find in the graph as it is now."""
+    for rule in RULES:
+        yield from rule(store, limits or Thresholds())
