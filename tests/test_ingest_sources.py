@@ -1,0 +1,190 @@
+"""A small plant from every source kind (SAP, B2MML, MTConnect, SafetyCulture, CSV/JSON
+lines) ingested in one run: the graph joins them, the rules find the deviations, and every
+bad record is in the dead-letter file with its reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opsgraph.graph.store import Store
+from opsgraph.ingest.runner import Aliases, IngestReport, IngestRunner
+
+DATA = Path(__file__).parent / "data"
+SOURCES = [DATA / "sap", DATA / "mes", DATA / "worker"]
+
+
+@pytest.fixture
+def plant(store: Store, tmp_path: Path) -> tuple[Store, IngestReport, dict]:
+    runner = IngestRunner(
+        store, tmp_path / "state", batch_size=50, aliases=Aliases.load(DATA / "aliases.toml")
+    )
+    report = runner.run(SOURCES, dead_letter_path=tmp_path / "dead.jsonl")
+    letters = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    reasons = {(Path(d["source"]).name, d["position"]): d["reason"] for d in letters}
+    return store, report, reasons
+
+
+def _one(store: Store, query: str) -> dict:
+    rows = store.read(query)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_files_load_in_dependency_order(plant: tuple) -> None:
+    _, report, _ = plant
+    order = [Path(s.path).name for s in report.sources]
+    assert order.index("production_orders.json") < order.index("confirmations.json")
+    assert order.index("production_performance.xml") < order.index("deviation rules")
+    assert order.index("deviation rules") < order.index("operator_notes.csv")
+    assert order.index("deviation rules") < order.index("decision_log.csv")
+
+
+def test_mtconnect_states_alarms_and_samples(plant: tuple) -> None:
+    store, _, reasons = plant
+    states = store.read(
+        "MATCH (:Machine {machine_id: 'M-101'})-[:HAD_STATE]->(s:MachineState) "
+        "RETURN s.state AS state, s.reason_code AS reason, s.duration_s AS seconds "
+        "ORDER BY s.start"
+    )
+    assert states == [
+        {"state": "idle", "reason": "READY", "seconds": 300.0},
+        {"state": "running", "reason": "ACTIVE", "seconds": 10950.0},
+        {"state": "down", "reason": "INTERRUPTED", "seconds": 1680.0},
+        {"state": "running", "reason": "ACTIVE", "seconds": None},
+    ]
+    alarm = _one(
+        store,
+        "MATCH (:Machine {machine_id: 'M-101'})-[:RAISED]->(a:Alarm) "
+        "RETURN a.code AS code, a.level AS level, a.message AS message, "
+        "a.cleared_at IS NOT NULL AS cleared",
+    )
+    assert alarm == {"code": "SPINDLE_VIB", "level": "Fault",
+                     "message": "Spindle vibration above limit", "cleared": True}  # fmt: skip
+    readings = store.read(
+        "MATCH (:Machine {machine_id: 'M-101'})-[:MEASURED]->(r:ProcessReading) "
+        "RETURN r.parameter AS p, r.value AS v ORDER BY r.measured_at"
+    )
+    assert readings == [{"p": "Sspeed", "v": 11980.0}, {"p": "Sspeed", "v": 12010.5}]
+    assert store.read("MATCH (m:Machine {machine_id: 'Agent'}) RETURN m") == []
+    assert reasons[("mtconnect_current_v2.xml", "M-201/exec2@72")] == (
+        "unknown Execution value 'SPINNING'"
+    )
+    assert "not-a-time" in reasons[("mtconnect_current_v2.xml", "M-201/Xact@73")]
+    assert reasons[("mtconnect_current_v2.xml", "M-201/Xtemp@74")] == (
+        "sample Xtemp: 'forty' is not a number"
+    )
+
+
+def test_b2mml_actuals_join_the_sap_orders(plant: tuple) -> None:
+    store, _, reasons = plant
+    row = _one(
+        store,
+        "MATCH (l:MaterialLot)-[c:CONSUMED_BY]->(o:Operation {operation_id: '1000123/0010'})"
+        "-[:ON_MACHINE]->(m:Machine) MATCH (p:Person)-[:PERFORMED]->(o) "
+        "RETURN l.lot_id AS lot, c.quantity AS qty, m.machine_id AS machine, "
+        "collect(DISTINCT p.person_id) AS people",
+    )
+    assert row == {"lot": "RM-AL6061-BAR/7731", "qty": 240.0, "machine": "M-101",
+                   "people": ["00004711"]}  # fmt: skip
+    assert _one(
+        store,
+        "MATCH (:Operation {operation_id: '1000123/0010'})-[:NEXT]->(n)-[:ON_MACHINE]->(m) "
+        "RETURN m.machine_id AS m",
+    ) == {"m": "M-102"}
+    assert reasons[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[1]")] == (
+        "ActualStartTime: 'yesterday' is not an ISO 8601 date-time"
+    )
+    assert (
+        "unknown ProductionOrder order_id='7777777'"
+        in reasons[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[2]")]
+    )
+    assert store.read("MATCH (o:Operation {operation_id: '7777777/0020'}) RETURN o") == []
+
+
+def test_worker_data_is_linked_through_aliases(plant: tuple) -> None:
+    store, _, reasons = plant
+    inspection = _one(
+        store,
+        "MATCH (p:Person)-[:CONDUCTED]->(i:Inspection)-[:INSPECTED]->(m:Machine) "
+        "RETURN p.person_id AS person, m.machine_id AS machine, i.failed_items AS failed, "
+        "i.template AS template",
+    )
+    assert inspection == {"person": "00004711", "machine": "M-101", "failed": 1,
+                          "template": "CNC start-of-shift checklist"}  # fmt: skip
+    action = _one(
+        store,
+        "MATCH (a:Action)-[:ABOUT]->(item:InspectionItem) MATCH (a)-[:ASSIGNED_TO]->(p:Person) "
+        "RETURN a.status AS status, item.label AS item, collect(p.name) AS assignees",
+    )
+    assert action == {"status": "complete", "item": "Spindle runs without noise or vibration?",
+                      "assignees": ["Tom Brandt"]}  # fmt: skip
+    assert reasons[("feed_actions.json", "data[1]")] == (
+        "due_date: 'soon' is not an ISO 8601 date-time"
+    )
+    skills = store.read(
+        "MATCH (p:Person)-[h:HAS_SKILL]->(:Skill {skill_id: '5AXIS-CNC'}) "
+        "RETURN p.person_id AS p, h.certified AS c ORDER BY p"
+    )
+    assert skills == [{"p": "00004711", "c": "yes"}, {"p": "00004802", "c": "expired"}]
+    assert (
+        reasons[("skills_matrix.csv", "line 4")] == "column 'level': 'three' is not a valid integer"
+    )
+    crew = store.read(
+        "MATCH (p:Person)-[:WORKED]->(s:Shift {shift_id: 'L1-2026-11-02-B'})-[:ON_LINE]->(l:Line) "
+        "RETURN p.person_id AS p, l.line_id AS line ORDER BY p"
+    )
+    assert crew == [{"p": "00004802", "line": "L1"}, {"p": "00005120", "line": "L1"}]
+
+
+def test_rules_find_the_deviations_and_notes_and_decisions_attach(plant: tuple) -> None:
+    store, _, reasons = plant
+    found = {
+        r["id"]: r["type"]
+        for r in store.read(
+            "MATCH (d:Deviation) RETURN d.deviation_id AS id, d.deviation_type AS type"
+        )
+    }
+    assert found == {
+        "DEV-SCRAP-1000123/0010": "scrap",
+        "DEV-SHORT-1000123": "short_order",
+        "DEV-LATE-1000123": "late_order",
+        "DEV-QC-QC-1000123-0010-01": "out_of_spec",
+        "DEV-DOWN-M-101/2026-11-02T09:12:30+00:00": "downtime",
+        "DEV-DOWN-M-102/2026-11-02T15:00:00Z": "downtime",
+        "DEV-INSP-audit_5f1c2b7e0d9a4c3b8e6f1a2b3c4d5e6f/q-spindle": "failed_checklist_item",
+    }
+    scrap = _one(
+        store,
+        "MATCH (d:Deviation {deviation_id: 'DEV-SCRAP-1000123/0010'})-[:ABOUT]->(m:Machine) "
+        "MATCH (n:Note)-[:ABOUT]->(d) MATCH (dec:Decision)-[:ABOUT]->(d) "
+        "OPTIONAL MATCH (dec)-[:HAS_OUTCOME]->(o:Outcome) "
+        "RETURN d.severity AS severity, m.machine_id AS machine, "
+        "collect(DISTINCT n.note_id) AS notes, collect(DISTINCT [dec.decision_id, o.result]) AS decisions",
+    )
+    assert scrap["severity"] == "high" and scrap["machine"] == "M-101"
+    assert scrap["notes"] == ["NOTE-88122"]
+    assert sorted(scrap["decisions"], key=str) == [
+        ["DEC-2026-0412", "effective"], ["DEC-2026-0413", None]
+    ]  # fmt: skip
+    assert "unknown ProductionOrder order_id='9999999'" in reasons[("operator_notes.csv", "line 4")]
+    assert store.read("MATCH (n:Note {note_id: 'NOTE-88123'}) RETURN n") == []
+    assert (
+        reasons[("quality_checks.csv", "line 4")] == "column 'value': '0.6O' is not a valid float"
+    )
+    assert reasons[("machine_states.jsonl", "line 3")].startswith("malformed JSON")
+
+
+def test_the_whole_plant_reingests_without_change(plant: tuple, tmp_path: Path) -> None:
+    store, first, _ = plant
+    again = IngestRunner(
+        store, tmp_path / "state", aliases=Aliases.load(DATA / "aliases.toml")
+    ).run(SOURCES, full=True, dead_letter_path=tmp_path / "again.jsonl")
+    assert again.rejected == first.rejected
+    assert {
+        k: (v["created"], v["updated"])
+        for k, v in again.writes.items()
+        if v["created"] or v["updated"]
+    } == {}
