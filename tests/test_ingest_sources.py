@@ -162,7 +162,8 @@ def test_rules_find_the_deviations_and_notes_and_decisions_attach(plant: tuple) 
         "MATCH (n:Note)-[:ABOUT]->(d) MATCH (dec:Decision)-[:ABOUT]->(d) "
         "OPTIONAL MATCH (dec)-[:HAS_OUTCOME]->(o:Outcome) "
         "RETURN d.severity AS severity, m.machine_id AS machine, "
-        "collect(DISTINCT n.note_id) AS notes, collect(DISTINCT [dec.decision_id, o.result]) AS decisions",
+        "collect(DISTINCT n.note_id) AS notes, "
+        "collect(DISTINCT [dec.decision_id, o.result]) AS decisions",
     )
     assert scrap["severity"] == "high" and scrap["machine"] == "M-101"
     assert scrap["notes"] == ["NOTE-88122"]
