@@ -20,7 +20,8 @@ from opsgraph.graph.stats import GraphStats, graph_stats
 from opsgraph.graph.store import Store, StoreError
 from opsgraph.graph.writer import BulkWriter
 from opsgraph.ingest.rows import LoadReport, load_sample_plant
-from opsgraph.ingest.runner import FORMATS, IngestReport, IngestRunner, UnknownFormat
+from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
+from opsgraph.ingest.tables import load_mapping
 from opsgraph.schema import SchemaError
 
 app = typer.Typer(
@@ -187,13 +188,24 @@ def ingest(
     dead_letters: Annotated[
         Path | None, typer.Option(help="Dead-letter file (JSON lines); default under home.")
     ] = None,
+    aliases: Annotated[
+        Path | None, typer.Option(help="TOML alias map: other systems' IDs -> business keys.")
+    ] = None,
+    mapping: Annotated[
+        list[Path] | None, typer.Option(help="TOML column mapping for another ERP/MES export.")
+    ] = None,
+    rules: Annotated[bool, typer.Option(help="Run the deviation rules after loading.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 5000,
     as_json: JsonOption = False,
 ) -> None:
-    """Load source exports (SAP S/4HANA OData v2 JSON so far) into the graph.
+    """Load source exports into the graph, then detect deviations.
 
-    Exits with status 3 when records were rejected; each one is in the dead-letter file
-    with its source, position, reason and the raw record.
+    Formats are recognised from the files: SAP S/4HANA OData v2 JSON (production orders,
+    operations, confirmations, material documents), B2MML production performance, MTConnect
+    streams, SafetyCulture inspections and feeds, and CSV / JSON-lines tables (machine states,
+    alarms, process readings, quality checks, shift rosters, skills, notes, decision logs).
+    Directories are read recursively. Exits with status 3 when records were rejected; each
+    one is in the dead-letter file with its source, position, reason and the raw record.
     """
     settings: Settings = ctx.obj
     with _open(ctx, as_json) as store, Progress(
@@ -213,8 +225,12 @@ def ingest(
             scope=settings.uri or "embedded",
             batch_size=batch_size,
             on_record=on_record,
+            aliases=Aliases.load(aliases),
+            mappings=[load_mapping(path) for path in mapping or ()],
         )
-        report = runner.run(paths, format_name, full=full, dead_letter_path=dead_letters)
+        report = runner.run(
+            paths, format_name, full=full, dead_letter_path=dead_letters, rules=rules
+        )
     if as_json:
         _emit(report.as_dict())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -13,6 +14,7 @@ from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 
 runner = CliRunner()
+DATA = Path(__file__).parent / "data"
 
 
 def _args(settings: Settings) -> list[str]:
@@ -58,3 +60,42 @@ def test_unreachable_store_gives_one_clear_line_not_a_traceback(tmp_path) -> Non
     assert result.returncode == 1
     assert "error:" in result.stderr and "cannot reach bolt://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ingest_with_a_declared_mapping_reports_rejections(
+    settings: Settings, store: Store, tmp_path
+) -> None:
+    mapping = DATA / "mapping"
+    result = runner.invoke(
+        app,
+        [*_args(settings), "ingest", str(mapping / "dynamics_orders.csv"),
+         "--mapping", str(mapping / "dynamics_orders.toml"),
+         "--dead-letters", str(tmp_path / "dead.jsonl"), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    assert (report["records"], report["rejected"]) == (3, 1)
+    dead = json.loads((tmp_path / "dead.jsonl").read_text())
+    assert (dead["position"], dead["reason"]) == (
+        "line 3", "column 'QtySched': 'abc' is not a valid float"
+    )  # fmt: skip
+    rows = store.read(
+        "MATCH (o:ProductionOrder)-[:PRODUCES]->(p:Product) "
+        "RETURN o.order_id AS o, o.total_quantity AS q, o.source_system AS s, p.product_id AS p "
+        "ORDER BY o"
+    )
+    assert rows == [
+        {"o": "P000481", "q": 120.0, "s": "Dynamics 365 SCM", "p": "D0001"},
+        {"o": "P000483", "q": 80.0, "s": "Dynamics 365 SCM", "p": "D0002"},
+    ]
+
+
+def test_a_mapping_naming_unknown_properties_is_refused(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from opsgraph.api.cli import main; main()", *_args(settings),
+         "ingest", str(DATA / "mapping" / "dynamics_orders.csv"),
+         "--mapping", str(DATA / "mapping" / "bad_mapping.toml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "ProductionOrder has no properties ['quantity_planned']" in result.stderr
