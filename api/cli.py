@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from opsgraph.graph import queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
 from opsgraph.graph.settings import Settings
-from opsgraph.graph.stats import GraphStats, graph_stats
+from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
 from opsgraph.graph.store import Store, StoreError
-from opsgraph.graph.writer import BulkWriter
-from opsgraph.ingest.rows import LoadReport, load_sample_plant
+from opsgraph.ingest.demo import generate
 from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
 from opsgraph.ingest.tables import load_mapping
 from opsgraph.schema import SchemaError
@@ -265,41 +265,85 @@ def _print_ingest(report: IngestReport) -> None:
 
 # -- demo ---------------------------------------------------------------------------------------
 
+demo_app = typer.Typer(
+    help="The demo plant: generate it in the real source formats, load it, show what was found.",
+    invoke_without_command=True,
+)
+app.add_typer(demo_app, name="demo")
 
-@app.command("demo")
-def demo(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Start the store, apply the schema, load the built-in sample plant and show what is there."""
+SeedOption = Annotated[int, typer.Option(help="Random seed; the same seed gives the same plant.")]
+ScaleOption = Annotated[float, typer.Option(min=0.1, help="Size: 1 = three lines, 10 = thirty.")]
+WeeksOption = Annotated[int, typer.Option(min=3, help="Weeks of production to simulate.")]
+
+
+@demo_app.callback()
+def demo(
+    ctx: typer.Context,
+    seed: SeedOption = 7,
+    scale: ScaleOption = 1.0,
+    weeks: WeeksOption = 6,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate the demo plant, ingest it into the store and print what the graph shows."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings: Settings = ctx.obj
+    out = settings.home / "demo" / f"seed-{seed}-scale-{scale:g}-weeks-{weeks}"
+    with err_console.status(f"Generating the demo plant in {out}…"):
+        truth = generate(out, seed=seed, scale=scale, weeks=weeks)
     with _open(ctx, as_json) as store:
         apply_schema(store)
-        load = load_sample_plant(BulkWriter(store))
-        result = graph_stats(store)
+        runner = IngestRunner(
+            store,
+            settings.home / "ingest",
+            scope=settings.uri or "embedded",
+            aliases=Aliases.load(out / "aliases.toml"),
+        )
+        with err_console.status("Loading ERP, MES and worker data…"):
+            report = runner.run([out / "erp", out / "mes", out / "worker"])
+        found = deviation_summary(store)
+        worst = store.read(queries.WORST_DEVIATIONS, severities=["critical", "high"], limit=5)
+        stats = graph_stats(store)
     if as_json:
-        _emit(
-            {
-                "load": [r.as_dict() for r in load.reports],
-                "errors": load.errors,
-                "stats": result.as_dict(),
-            }
-        )
+        _emit({
+            "out": str(out), "ingest": report.as_dict(), "deviations": found, "worst": worst,
+            "injected_causes": len(truth["causes"]), "stats": stats.as_dict(),
+        })  # fmt: skip
         return
-    _print_load(load)
-    _print_stats(result)
-
-
-def _print_load(load: LoadReport) -> None:
-    created = sum(r.created for r in load.reports)
-    updated = sum(r.updated for r in load.reports)
-    unchanged = sum(r.unchanged for r in load.reports)
+    _print_ingest(report)
+    table = Table(title="deviations found by the rules")
+    for column in ("type", "critical", "high", "medium"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for kind, by_severity in found.items():
+        table.add_row(kind, *(str(by_severity.get(s, 0)) for s in ("critical", "high", "medium")))
+    console.print(table)
+    for row in worst:
+        console.print(f"[bold]{row['deviation']}[/] {row['severity']}: {row['description']}")
     console.print(
-        f"loaded sample plant: {created} created, {updated} updated, {unchanged} unchanged, "
-        f"{len(load.rejected)} rejected"
+        f"{stats.total_nodes} nodes, {stats.total_relationships} relationships; "
+        f"{len(truth['causes'])} injected root causes in {out / 'ground_truth.json'}"
     )
-    for rejection in load.rejected:
-        err_console.print(
-            f"[red]rejected[/] {rejection.target} #{rejection.position}: {rejection.reason}"
+
+
+@demo_app.command("generate")
+def demo_generate(
+    out: Annotated[Path, typer.Option(help="Directory to write the plant's files to.")],
+    seed: SeedOption = 7,
+    scale: ScaleOption = 1.0,
+    weeks: WeeksOption = 6,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the demo plant's source files and its ground truth, without loading them."""
+    truth = generate(out, seed=seed, scale=scale, weeks=weeks)
+    files = sum(1 for p in out.rglob("*") if p.is_file())
+    if as_json:
+        _emit({"out": str(out), "files": files, "orders": truth["orders"],
+               "causes": len(truth["causes"])})  # fmt: skip
+    else:
+        console.print(
+            f"wrote {files} files for {truth['orders']} orders to {out}; "
+            f"{len(truth['causes'])} injected root causes in ground_truth.json"
         )
-    for error in load.errors:
-        err_console.print(f"[red]error[/] {error}")
 
 
 def main() -> None:

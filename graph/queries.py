@@ -173,3 +173,18 @@ RETURN item.item_id AS item, item.label AS label, item.response AS response,
        i.inspection_id AS inspection, coalesce(i.completed_at, i.started_at) AS at,
        m.machine_id AS machine
 """
+
+DEVIATIONS_BY_TYPE = """
+MATCH (d:Deviation)
+RETURN d.deviation_type AS type, d.severity AS severity, count(*) AS count
+"""
+
+WORST_DEVIATIONS = """
+MATCH (d:Deviation)
+WHERE d.severity IN $severities
+OPTIONAL MATCH (d)-[:ABOUT]->(m:Machine)
+RETURN d.deviation_id AS deviation, d.deviation_type AS type, d.severity AS severity,
+       d.description AS description, d.start AS start, m.machine_id AS machine
+ORDER BY d.start DESC
+LIMIT $limit
+"""

@@ -30,6 +30,14 @@ class GraphStats:
         }
 
 
+def deviation_summary(store: Store) -> dict[str, dict[str, int]]:
+    """Deviation counts by type and severity: the first thing to look at after a load."""
+    summary: dict[str, dict[str, int]] = {}
+    for row in store.read(queries.DEVIATIONS_BY_TYPE):
+        summary.setdefault(row["type"], {})[row["severity"]] = row["count"]
+    return dict(sorted(summary.items()))
+
+
 def graph_stats(store: Store) -> GraphStats:
     """Node counts by label and relationship counts by type, sorted by name."""
     nodes = {r["label"]: r["count"] for r in store.read(queries.COUNT_NODES_BY_LABEL)}

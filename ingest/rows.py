@@ -1,95 +1,107 @@
-"""Loads a document of schema-shaped rows: the built-in sample plant and hand-made fixtures.
-
-The format mirrors the model one to one, so it is also the simplest way to feed opsgraph
-from a system that has no dedicated parser yet::
+"""opsgraph rows documents: schema-shaped rows in one JSON file, for systems without a
+dedicated parser and for hand-made fixtures. The format mirrors the model one to one::
 
     {"source_system": "...",
      "nodes": {"Machine": [{"machine_id": "M-100", "name": "..."}], ...},
      "relationships": [{"start": "Line", "type": "HAS_MACHINE", "end": "Machine",
                         "rows": [{"start": "L1", "end": "M-100"}]}]}
 
-Timestamps are ISO 8601 strings with a zone (``2026-11-03T06:00:00Z``).
+Timestamps are ISO 8601 strings with a zone (``2026-11-03T06:00:00Z``). Unknown labels,
+relationships and properties are rejected with the row's position.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from opsgraph.graph.writer import BulkWriter, Rejection, UpsertReport
+import ijson
+
 from opsgraph.schema import SchemaError, node_spec, rel_spec
 from opsgraph.schema.base import UtcDateTimeProperty
 
-SAMPLE_PLANT = "sample_plant.json"
+from .records import BadRecord, Item, NodeRow, Record, RelRow
 
 
-@dataclass
-class LoadReport:
-    """The per-label and per-relationship reports of one document load."""
-
-    reports: list[UpsertReport] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> list[Rejection]:
-        return [r for report in self.reports for r in report.rejected]
-
-
-def _rows(
-    properties: Mapping[str, Any], rows: Any, source: str | None, where: str
-) -> Iterator[Any]:
-    """Stamp the document's source system on each row and parse ISO timestamps."""
-    if not isinstance(rows, list):
-        raise SchemaError(f"{where}: expected a list of rows, got {type(rows).__name__}")
-    for row in rows:
-        if not isinstance(row, Mapping):
-            yield row  # the writer rejects it with its position
-            continue
-        typed = {"source_system": source} if source else {}
-        for name, value in row.items():
-            if isinstance(properties.get(name), UtcDateTimeProperty) and isinstance(value, str):
-                try:
-                    value = datetime.fromisoformat(value)
-                except ValueError:
-                    pass  # left as text: the writer rejects it with the property named
-            typed[name] = value
-        yield typed
+def looks_like(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            for prefix, event, value in ijson.parse(handle):
+                if prefix == "" and event == "map_key" and value in ("nodes", "relationships"):
+                    return True
+                if prefix == "" and event == "end_map":
+                    return False
+    except (ijson.JSONError, OSError, UnicodeDecodeError):
+        return False
+    return False
 
 
-def load_rows_document(writer: BulkWriter, document: Mapping[str, Any]) -> LoadReport:
-    """Write every node group, then every relationship group; bad groups are reported."""
-    report = LoadReport()
-    source = document.get("source_system")
+def source_system(path: Path) -> str:
+    try:
+        return json.loads(Path(path).read_text()).get("source_system") or "rows document"
+    except (OSError, ValueError, AttributeError):
+        return "rows document"
+
+
+def _typed(properties: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    typed = {}
+    for name, value in row.items():
+        if isinstance(properties.get(name), UtcDateTimeProperty) and isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                pass  # left as text: the writer rejects it with the property named
+        typed[name] = value
+    return typed
+
+
+def parse(path: Path) -> Iterator[Item]:
+    try:
+        document = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        yield BadRecord("file", f"malformed JSON: {error}")
+        return
     for label, rows in (document.get("nodes") or {}).items():
         try:
             spec = node_spec(label)
-            report.reports.append(
-                writer.upsert_nodes(spec, _rows(spec.properties, rows, source, label))
-            )
         except SchemaError as error:
-            report.errors.append(f"nodes {label!r}: {error}")
-    for group in document.get("relationships") or []:
-        where = f"relationships {group.get('start')}-[{group.get('type')}]->{group.get('end')}"
+            yield BadRecord(f"nodes.{label}", str(error))
+            continue
+        for index, row in enumerate(rows if isinstance(rows, list) else []):
+            position = f"nodes.{label}[{index}]"
+            if not isinstance(row, Mapping):
+                yield BadRecord(position, "expected an object of properties", row)
+                continue
+            yield Record(position, [NodeRow(spec.label, _typed(spec.properties, row))], row)
+    for number, group in enumerate(document.get("relationships") or []):
+        where = f"relationships[{number}]"
         try:
             spec = rel_spec(group["start"], group["type"], group["end"])
-            rows = _rows(spec.properties, group.get("rows", []), source, where)
-            report.reports.append(writer.upsert_relationships(spec, rows))
-        except (SchemaError, KeyError) as error:
-            report.errors.append(f"{where}: {error}")
-    return report
-
-
-def load_rows_file(writer: BulkWriter, path: Path) -> LoadReport:
-    """Load a rows document from a JSON file."""
-    return load_rows_document(writer, json.loads(Path(path).read_text()))
-
-
-def load_sample_plant(writer: BulkWriter) -> LoadReport:
-    """Load the small built-in plant that ships with the package."""
-    text = resources.files("opsgraph.ingest").joinpath("data", SAMPLE_PLANT).read_text()
-    return load_rows_document(writer, json.loads(text))
+        except (SchemaError, KeyError, TypeError) as error:
+            yield BadRecord(where, f"{error}")
+            continue
+        for index, row in enumerate(group.get("rows") or []):
+            position = f"{where}.rows[{index}]"
+            if not isinstance(row, Mapping) or "start" not in row or "end" not in row:
+                yield BadRecord(position, "expected an object with start and end keys", row)
+                continue
+            props = _typed(
+                spec.properties, {k: v for k, v in row.items() if k not in ("start", "end")}
+            )
+            yield Record(
+                position,
+                [
+                    RelRow(
+                        spec.start.label,
+                        spec.type,
+                        spec.end.label,
+                        str(row["start"]),
+                        str(row["end"]),
+                        props,
+                    )
+                ],
+                row,
+            )

@@ -21,6 +21,7 @@ from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
 
 from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
+from . import rows as rows_document
 from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
 
 
@@ -53,6 +54,7 @@ def _when(base: int, test: Callable[[Path], bool]) -> Callable[[Path], int | Non
 RULES_RANK = 50
 TABLE_RANKS = {
     "machine-states": 20, "alarms": 20, "process-readings": 20, "quality-checks": 25,
+    "maintenance": 20, "changeovers": 20,
     "shift-roster": 30, "skills-matrix": 30, "operator-notes": 60, "decision-log": 60,
 }  # fmt: skip
 
@@ -84,6 +86,10 @@ FORMATS: dict[str, SourceFormat] = {
     f.name: f
     for f in (
         SourceFormat("sap-odata", _ranked(0, sap.load_rank), sap.parse, _fixed(sap.SOURCE_SYSTEM)),
+        SourceFormat(
+            "rows", _when(5, rows_document.looks_like), rows_document.parse,
+            rows_document.source_system,
+        ),
         SourceFormat(
             "b2mml", _when(10, b2mml.looks_like), b2mml.parse, _fixed(b2mml.SOURCE_SYSTEM),
         ),
@@ -165,6 +171,7 @@ class IngestReport:
     writes: dict[str, dict[str, int]] = field(default_factory=dict)
     dead_letters: str | None = None
     seconds: float = 0.0
+    write_seconds: float = 0.0
 
     @property
     def records(self) -> int:
@@ -180,6 +187,7 @@ class IngestReport:
             "records": self.records,
             "rejected": self.rejected,
             "seconds": round(self.seconds, 3),
+            "write_seconds": round(self.write_seconds, 3),
             "records_per_second": round(self.records / self.seconds, 1) if self.seconds else None,
             "sources": [s.as_dict() for s in self.sources],
             "writes": self.writes,
@@ -243,6 +251,20 @@ class _Buffer:
         kept.rels = {k: [r for r in v if r[1] not in records] for k, v in self.rels.items()}
         kept.size = sum(map(len, kept.nodes.values())) + sum(map(len, kept.rels.values()))
         return kept
+
+
+class _Batch:
+    """Records waiting to be written (from one or more files) and the files they finish."""
+
+    def __init__(self, aliases: Aliases, dead: Any) -> None:
+        self.aliases = aliases
+        self.dead = dead
+        self.reset()
+
+    def reset(self) -> None:
+        self.buffer = _Buffer(self.aliases)
+        self.records: list[tuple[SourceReport, Record]] = []
+        self.files: list[tuple[Path, str, SourceReport]] = []
 
 
 class IngestRunner:
@@ -317,7 +339,12 @@ class IngestRunner:
         rules: bool = True,
     ) -> IngestReport:
         """Load every file in dependency order, run the deviation rules once the sources
-        they read are in, and report what happened to each file."""
+        they read are in, and report what happened to each file.
+
+        Rows of consecutive files of the same load rank share batches (one audit per file
+        must not cost one transaction per file); a file's watermark is saved only once all
+        of its rows are committed.
+        """
         started = time.perf_counter()
         report = IngestReport(self.writer.run_id)
         dead_path = (
@@ -326,6 +353,7 @@ class IngestRunner:
         dead_path.parent.mkdir(parents=True, exist_ok=True)
         plan = []
         with open(dead_path, "w") as dead:
+            batch = _Batch(self.aliases, dead)
             for path in expand(paths):
                 try:
                     fmt, rank = self.detect(path, format_name)
@@ -336,9 +364,13 @@ class IngestRunner:
                 plan.append((rank, str(path), path, fmt))
             marks = self._watermarks()
             loaded_any = False
+            current_rank: int | None = None
             for rank, _, path, fmt in sorted(plan, key=lambda item: item[:2]):
+                if rank != current_rank:
+                    self._flush(batch, report)
+                    current_rank = rank
                 if rules and loaded_any and rank >= RULES_RANK:
-                    report.sources.append(self._detect_deviations(dead, report))
+                    report.sources.append(self._detect_deviations(batch, report))
                     rules = False
                 digest = _sha256(path)
                 mark = marks.get(f"{self.scope}|{path.resolve()}")
@@ -347,15 +379,16 @@ class IngestRunner:
                         SourceReport(str(path), fmt.name, unchanged_since_last_run=True)
                     )
                     continue
-                source = self._load(
-                    fmt.parse(path), str(path), path.name, fmt.name, fmt.source_system(path),
-                    dead, report,
-                )  # fmt: skip
+                source = SourceReport(str(path), fmt.name)
                 report.sources.append(source)
-                self._save_watermark(path, digest, source)
+                self._stream(
+                    fmt.parse(path), source, path.name, fmt.source_system(path), batch, report
+                )
+                batch.files.append((path, digest, source))
                 loaded_any = True
+            self._flush(batch, report)
             if rules and loaded_any:
-                report.sources.append(self._detect_deviations(dead, report))
+                report.sources.append(self._detect_deviations(batch, report))
         report.seconds = time.perf_counter() - started
         if dead_path.stat().st_size:
             report.dead_letters = str(dead_path)
@@ -363,37 +396,33 @@ class IngestRunner:
             dead_path.unlink()
         return report
 
-    def _detect_deviations(self, dead: Any, report: IngestReport) -> SourceReport:
-        return self._load(
-            deviations.detect(self.store, self.thresholds), "deviation rules", "rules",
-            "rules", deviations.SOURCE_SYSTEM, dead, report,
+    def _detect_deviations(self, batch: _Batch, report: IngestReport) -> SourceReport:
+        source = SourceReport("deviation rules", "rules")
+        self._stream(
+            deviations.detect(self.store, self.thresholds), source, "rules",
+            deviations.SOURCE_SYSTEM, batch, report,
         )  # fmt: skip
+        self._flush(batch, report)
+        return source
 
-    def _load(
+    def _stream(
         self,
         items: Iterator[Item],
-        name: str,
+        source: SourceReport,
         short_name: str,
-        fmt_name: str,
         source_system: str,
-        dead: Any,
+        batch: _Batch,
         report: IngestReport,
-    ) -> SourceReport:
+    ) -> None:
+        """Feed a parser's items into the shared batch, flushing whenever it is full."""
         started = time.perf_counter()
-        source = SourceReport(name, fmt_name)
-        records: list[Record] = []
-        buffer = _Buffer(self.aliases)
-
-        def flush() -> None:
-            nonlocal records, buffer
-            source.rejected += self._write(buffer, records, report, name, fmt_name, dead)
-            records, buffer = [], _Buffer(self.aliases)
-
         for item in items:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"
                 source.rejected += 1
-                self._dead(dead, name, fmt_name, item.position, item.reason, item.raw)
+                self._dead(
+                    batch.dead, source.path, source.format, item.position, item.reason, item.raw
+                )
             elif isinstance(item, SkippedRecord):
                 source.records += 1
                 source.skipped += 1
@@ -403,32 +432,33 @@ class IngestRunner:
                     "source_system": source_system,
                     "source_record": f"{short_name}:{item.position}",
                 }
-                records.append(item)
+                batch.records.append((source, item))
                 for row in item.rows:
-                    buffer.add(row, len(records) - 1, origin)
-                if buffer.size >= self.batch_size:
-                    flush()
+                    batch.buffer.add(row, len(batch.records) - 1, origin)
+                if batch.buffer.size >= self.batch_size:
+                    self._flush(batch, report)
             if self.on_record is not None:
-                self.on_record(name, source.records)
-        flush()
-        source.loaded = source.records - source.skipped - source.rejected
-        source.seconds = time.perf_counter() - started
-        return source
+                self.on_record(source.path, source.records)
+        source.seconds += time.perf_counter() - started
 
-    def _write(
-        self,
-        buffer: _Buffer,
-        records: list[Record],
-        report: IngestReport,
-        name: str,
-        fmt_name: str,
-        dead: Any,
-    ) -> int:
-        """Write nodes before relationships; return how many records had a row rejected.
+    def _flush(self, batch: _Batch, report: IngestReport) -> None:
+        """Write the batch, dead-letter the records that failed, then mark finished files."""
+        started = time.perf_counter()
+        if batch.records:
+            self._write(batch, report)
+        for path, digest, source in batch.files:
+            source.loaded = source.records - source.skipped - source.rejected
+            self._save_watermark(path, digest, source)
+        batch.reset()
+        report.write_seconds += time.perf_counter() - started
+
+    def _write(self, batch: _Batch, report: IngestReport) -> None:
+        """Write nodes before relationships; records with a rejected row go to dead letters.
 
         A record whose relationship names a node that neither this batch nor the store has
         is rejected whole before anything is written, so no record is left half-loaded.
         """
+        buffer = batch.buffer
         failed = self._dangling(buffer)
         if failed:
             buffer = buffer.without(set(failed))
@@ -457,7 +487,17 @@ class IngestRunner:
             counts["rejected"] += len(result.rejected)
             for rejection in result.rejected:
                 failed.setdefault(rows[rejection.position][1], []).append(_describe(rejection))
-        return self._report_failed(failed, records, name, fmt_name, dead)
+        for index, reasons in sorted(failed.items()):
+            source, record = batch.records[index]
+            source.rejected += 1
+            self._dead(
+                batch.dead,
+                source.path,
+                source.format,
+                record.position,
+                "; ".join(reasons),
+                record.raw,
+            )
 
     def _dangling(self, buffer: _Buffer) -> dict[int, list[str]]:
         """Records whose relationships point at keys that exist nowhere."""
@@ -485,19 +525,6 @@ class IngestRunner:
                             f"({start})-[:{rel_type}]->({end}): unknown {label} {spec.key}={key!r}"
                         )
         return failed
-
-    def _report_failed(
-        self,
-        failed: dict[int, list[str]],
-        records: list[Record],
-        name: str,
-        fmt_name: str,
-        dead: Any,
-    ) -> int:
-        for index, reasons in sorted(failed.items()):
-            record = records[index]
-            self._dead(dead, name, fmt_name, record.position, "; ".join(reasons), record.raw)
-        return len(failed)
 
     @staticmethod
     def _dead(dead: Any, source: str, fmt: str, position: str, reason: str, raw: Any) -> None:

@@ -348,6 +348,27 @@ BUILTIN: dict[str, TableMapping] = {
             ),
         ),
         TableMapping(
+            "maintenance", "CMMS", ("maintenance_id", "machine_id", "maintenance_type"),
+            nodes=(
+                NodeMap("MaintenanceEvent", "maintenance_id",
+                        {"maintenance_type": "maintenance_type", "status": "status",
+                         "description": "description", "scheduled_at": "scheduled_at",
+                         "start": "start", "end": "end"}),
+                NodeMap("Machine", "machine_id", role="reference"),
+            ),
+            relationships=(RelMap("Machine", "HAD_MAINTENANCE", "MaintenanceEvent"),),
+        ),
+        TableMapping(
+            "changeovers", MES, ("changeover_id", "machine_id", "to_product"),
+            nodes=(
+                NodeMap("Changeover", "changeover_id",
+                        {"from_product": "from_product", "to_product": "to_product",
+                         "start": "start", "end": "end"}),
+                NodeMap("Machine", "machine_id", role="reference"),
+            ),
+            relationships=(RelMap("Machine", "HAD_CHANGEOVER", "Changeover"),),
+        ),
+        TableMapping(
             "shift-roster", WORKER, ("shift_id", "person_id", "start"),
             nodes=(
                 NodeMap("Shift", "shift_id", {"crew": "crew", "start": "start", "end": "end"}),

@@ -27,16 +27,19 @@ def _run_json(settings: Settings, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_demo_loads_the_sample_and_stats_counts_it(settings: Settings, store: Store) -> None:
-    demo = _run_json(settings, "demo")
-    assert demo["errors"] == []
-    assert sum(r["created"] for r in demo["load"]) == 80
+def test_demo_generates_loads_and_reports_the_plant(settings: Settings, store: Store) -> None:
+    demo = _run_json(settings, "demo", "--weeks", "3")
+    assert demo["ingest"]["rejected"] == 0
+    assert {"scrap", "out_of_spec", "short_order", "failed_checklist_item"} <= set(
+        demo["deviations"]
+    )
+    assert demo["injected_causes"] > 0 and demo["worst"]
     stats = _run_json(settings, "stats")
-    assert stats["total_nodes"] == 34 and stats["total_relationships"] == 46
-    assert stats["nodes"]["Machine"] == 3
-    assert stats["relationships"]["CONSUMED_BY"] == 2
-    again = _run_json(settings, "demo")
-    assert sum(r["unchanged"] for r in again["load"]) == 80
+    assert stats["nodes"]["Machine"] == 12 and stats["nodes"]["ProductionOrder"] == 90
+    again = _run_json(settings, "demo", "--weeks", "3")
+    files = [s for s in again["ingest"]["sources"] if s["format"] != "rules"]
+    assert files and all(s["unchanged_since_last_run"] for s in files)
+    assert again["stats"] == demo["stats"]
 
 
 def test_schema_apply_reports_constraints_and_indexes(settings: Settings, store: Store) -> None:
