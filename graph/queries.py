@@ -8,6 +8,7 @@ here before they touch a query string.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -26,6 +27,22 @@ def ident(name: str) -> str:
 # uniqueness constraint; the writer then retries the batch, which re-reads and updates.
 
 
+def _times(names: Sequence[str]) -> str:
+    """SET items for timestamp properties sent as ISO text in ``row.times``.
+
+    The store builds datetimes from text several times faster than the driver encodes
+    Python datetimes; a row without a value keeps what is stored.
+    """
+    return "".join(
+        f", x.{ident(n)} = CASE WHEN row.times.{ident(n)} IS NULL THEN x.{ident(n)} "
+        f"ELSE datetime(row.times.{ident(n)}) END"
+        for n in names
+    )
+
+
+_STAMPS = "x.updated_at = datetime($now), x.ingest_run = $run"
+
+
 def existing_nodes(label: str, key: str) -> str:
     """For those ``$keys`` that exist, the stored values of the properties in ``$names``.
 
@@ -39,22 +56,22 @@ def existing_nodes(label: str, key: str) -> str:
     )
 
 
-def create_nodes(label: str, key: str) -> str:
-    """Create a batch of ``$rows`` ({key, props, origin}) known not to exist yet."""
+def create_nodes(label: str, key: str, times: Sequence[str] = ()) -> str:
+    """Create a batch of ``$rows`` ({key, props, times, origin}) known not to exist yet."""
     return (
         "UNWIND $rows AS row\n"
         f"CREATE (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        "SET x += row.origin, x += row.props, "
-        "x.ingested_at = $now, x.updated_at = $now, x.ingest_run = $run"
+        f"SET x += row.origin, x += row.props{_times(times)}, "
+        f"x.ingested_at = datetime($now), {_STAMPS}"
     )
 
 
-def update_nodes(label: str, key: str) -> str:
+def update_nodes(label: str, key: str, times: Sequence[str] = ()) -> str:
     """Set new values on existing nodes and stamp the run that changed them."""
     return (
         "UNWIND $rows AS row\n"
         f"MATCH (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        "SET x += row.props, x.updated_at = $now, x.ingest_run = $run"
+        f"SET x += row.props{_times(times)}, {_STAMPS}"
     )
 
 
@@ -67,14 +84,45 @@ def relationship_state(
         "UNWIND $rows AS row\n"
         f"OPTIONAL MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"OPTIONAL MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
-        f"OPTIONAL MATCH (a)-[x:{ident(rel_type)}]->(b)\n"
+        f"OPTIONAL MATCH (b)<-[x:{ident(rel_type)}]-(a)\n"
         "RETURN row.position AS position, a IS NULL AS start_missing, b IS NULL AS end_missing, "
         "x IS NOT NULL AS exists, [name IN $names | x[name]] AS stored"
     )
 
 
+# Relationship patterns are written end-first: the start of our relationships is the hub (a
+# machine with millions of readings, a supplier with every lot), the end an event or a part,
+# and a store that expands from the side written first should not walk the hub's edges.
+
+
+def create_relationships(
+    start_label: str,
+    start_key: str,
+    rel_type: str,
+    end_label: str,
+    end_key: str,
+    times: Sequence[str] = (),
+) -> str:
+    """CREATE relationships known to be new (an endpoint was created in this run's batch);
+    returns how many were created so the caller can tell a missing endpoint."""
+    return (
+        "UNWIND $rows AS row\n"
+        f"MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
+        f"MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
+        f"CREATE (b)<-[x:{ident(rel_type)}]-(a)\n"
+        f"SET x += row.origin, x += row.props{_times(times)}, "
+        f"x.ingested_at = datetime($now), {_STAMPS}\n"
+        "RETURN count(x) AS created"
+    )
+
+
 def merge_relationships(
-    start_label: str, start_key: str, rel_type: str, end_label: str, end_key: str
+    start_label: str,
+    start_key: str,
+    rel_type: str,
+    end_label: str,
+    end_key: str,
+    times: Sequence[str] = (),
 ) -> str:
     """MERGE one relationship of a type per (start, end) pair and set its new values.
 
@@ -85,9 +133,9 @@ def merge_relationships(
         "UNWIND $rows AS row\n"
         f"MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
-        f"MERGE (a)-[x:{ident(rel_type)}]->(b)\n"
-        "ON CREATE SET x.ingested_at = $now, x += row.origin\n"
-        "SET x += row.props, x.updated_at = $now, x.ingest_run = $run"
+        f"MERGE (b)<-[x:{ident(rel_type)}]-(a)\n"
+        "ON CREATE SET x.ingested_at = datetime($now), x += row.origin\n"
+        f"SET x += row.props{_times(times)}, {_STAMPS}"
     )
 
 

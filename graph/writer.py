@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from neo4j import ManagedTransaction
 from neomodel import ArrayProperty, JSONProperty
 
 from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
-from opsgraph.schema.base import PROVENANCE_PROPERTIES
+from opsgraph.schema.base import PROVENANCE_PROPERTIES, UtcDateTimeProperty
 
 from . import queries
 from .store import Store
@@ -50,6 +50,7 @@ class UpsertReport:
     batches: int = 0
     seconds: float = 0.0
     rejected: list[Rejection] = field(default_factory=list)
+    created_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
     def written(self) -> int:
@@ -76,6 +77,10 @@ class _Reject(ValueError):
     pass
 
 
+class _FastPathMiss(Exception):
+    """Relationships assumed new could not all be created: redo the batch the careful way."""
+
+
 def _deflate(target: str, properties: Mapping[str, Any], name: str, value: Any) -> Any:
     if name in MANAGED_PROPERTIES:
         raise _Reject(f"property {name!r} is set by the writer, not by input")
@@ -87,6 +92,8 @@ def _deflate(target: str, properties: Mapping[str, Any], name: str, value: Any) 
     ):
         raise _Reject(f"property {name!r} expects a single value, got {type(value).__name__}")
     try:
+        if isinstance(prop, UtcDateTimeProperty):
+            return prop.utc(value)  # sent as ISO text, see queries._times
         return prop.deflate(value, rethrow=False)
     except (ValueError, TypeError, OverflowError) as error:
         raise _Reject(f"property {name!r}: {error}") from None
@@ -103,10 +110,29 @@ def _props(
 
 
 def _comparable(value: Any) -> Any:
-    # The embedded store returns UTC datetimes without their zone.
-    if isinstance(value, neo4j.time.DateTime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+    if isinstance(value, neo4j.time.DateTime):
+        native = value.to_native()
+        # The embedded store returns UTC datetimes it was given as parameters without a zone.
+        return native if native.tzinfo else native.replace(tzinfo=UTC)
     return value
+
+
+def _params(
+    entries: list[dict[str, Any]], temporal: frozenset[str]
+) -> tuple[list[dict], list[str]]:
+    """Query rows with timestamps moved to ``times`` as ISO text, and the timestamp names."""
+    names: set[str] = set()
+    rows = []
+    for entry in entries:
+        props, times = {}, {}
+        for name, value in entry["props"].items():
+            if name in temporal:
+                times[name] = value.isoformat()
+                names.add(name)
+            else:
+                props[name] = value
+        rows.append({**entry, "props": props, "times": times})
+    return rows, sorted(names)
 
 
 class _Queue:
@@ -256,25 +282,36 @@ class BulkWriter:
                 for row in batch
                 if row["key"] in stored and not _holds(names, stored[row["key"]], row["props"])
             ]
-            stamps = {"now": datetime.now(UTC), "run": self.run_id}
+            stamps = {"now": datetime.now(UTC).isoformat(), "run": self.run_id}
             if new:
-                tx.run(queries.create_nodes(spec.label, spec.key), rows=new, **stamps).consume()
+                rows, times = _params(new, spec.temporal)
+                query = queries.create_nodes(spec.label, spec.key, times)
+                tx.run(query, rows=rows, **stamps).consume()
             if changed:
-                tx.run(queries.update_nodes(spec.label, spec.key), rows=changed, **stamps).consume()
-            return len(new), len(changed)
+                rows, times = _params(changed, spec.temporal)
+                query = queries.update_nodes(spec.label, spec.key, times)
+                tx.run(query, rows=rows, **stamps).consume()
+            return [row["key"] for row in new], len(changed)
 
-        created, updated = self.store.transaction(work, merge_batch=True)
-        self._account(report, len(batch), created, updated, started)
+        new_keys, updated = self.store.transaction(work, merge_batch=True)
+        report.created_keys.update(new_keys)
+        self._account(report, len(batch), len(new_keys), updated, started)
 
     # -- relationships -------------------------------------------------------------------------
 
     def upsert_relationships(
-        self, spec: RelSpec, rows: Iterable[Mapping[str, Any]]
+        self,
+        spec: RelSpec,
+        rows: Iterable[Mapping[str, Any]],
+        fresh_start: Collection[str] = (),
+        fresh_end: Collection[str] = (),
     ) -> UpsertReport:
         """Create or update relationships between existing nodes; rows carry ``start``/``end``.
 
         A row whose endpoint does not exist is rejected with the missing key named, never
-        dropped silently and never creating an empty placeholder node.
+        dropped silently and never creating an empty placeholder node. ``fresh_start`` /
+        ``fresh_end`` name nodes the caller has just created (``created_keys`` of a node
+        upsert): their relationships cannot exist yet, so they are created without looking.
         """
         report = UpsertReport(spec.name)
         queue = _Queue()
@@ -300,11 +337,11 @@ class BulkWriter:
             batch.append(entry)
             raw[position] = row
             if len(batch) >= self.batch_size:
-                self._flush_rels(spec, batch, raw, report, started)
+                self._flush_rels(spec, batch, raw, report, started, (fresh_start, fresh_end))
                 batch, raw = [], {}
                 queue.flushed()
         if batch:
-            self._flush_rels(spec, batch, raw, report, started)
+            self._flush_rels(spec, batch, raw, report, started, (fresh_start, fresh_end))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -315,35 +352,50 @@ class BulkWriter:
         raw: dict[int, Any],
         report: UpsertReport,
         started: float,
+        fresh: tuple[Collection[str], Collection[str]],
     ) -> None:
         shape = (spec.start.label, spec.start.key, spec.type, spec.end.label, spec.end.key)
         props = _names(batch)
+        known_new = [r for r in batch if r["start"] in fresh[0] or r["end"] in fresh[1]]
+        others = [r for r in batch if not (r["start"] in fresh[0] or r["end"] in fresh[1])]
 
-        def work(tx: ManagedTransaction) -> tuple[list[dict], int, int]:
-            keys = [{k: row[k] for k in ("position", "start", "end")} for row in batch]
-            query = queries.relationship_state(*shape)
-            state = {r["position"]: r for r in tx.run(query, rows=keys, names=props)}
-            missing = [s for s in state.values() if s["start_missing"] or s["end_missing"]]
-            absent = {m["position"] for m in missing}
+        def work(tx: ManagedTransaction, fast: list[dict], checked: list[dict]) -> tuple:
+            stamps = {"now": datetime.now(UTC).isoformat(), "run": self.run_id}
+            if fast:
+                rows, times = _params(fast, spec.temporal)
+                query = queries.create_relationships(*shape, times)
+                if tx.run(query, rows=rows, **stamps).single()["created"] != len(fast):
+                    raise _FastPathMiss  # an endpoint is missing after all: roll back, look
+            missing: list[dict] = []
             new, changed = [], []
-            for row in batch:
-                if row["position"] in absent:
-                    continue
-                found = state[row["position"]]
-                if not found["exists"]:
-                    new.append(row)
-                elif not _holds(props, found["stored"], row["props"]):
-                    changed.append(row)
-            if new or changed:
-                tx.run(
-                    queries.merge_relationships(*shape),
-                    rows=new + changed,
-                    now=datetime.now(UTC),
-                    run=self.run_id,
-                ).consume()
-            return missing, len(new), len(changed)
+            if checked:
+                keys = [{k: row[k] for k in ("position", "start", "end")} for row in checked]
+                query = queries.relationship_state(*shape)
+                state = {r["position"]: r for r in tx.run(query, rows=keys, names=props)}
+                missing = [s for s in state.values() if s["start_missing"] or s["end_missing"]]
+                absent = {m["position"] for m in missing}
+                for row in checked:
+                    if row["position"] in absent:
+                        continue
+                    found = state[row["position"]]
+                    if not found["exists"]:
+                        new.append(row)
+                    elif not _holds(props, found["stored"], row["props"]):
+                        changed.append(row)
+                if new or changed:
+                    rows, times = _params(new + changed, spec.temporal)
+                    query = queries.merge_relationships(*shape, times)
+                    tx.run(query, rows=rows, **stamps).consume()
+            return missing, len(fast) + len(new), len(changed)
 
-        missing, created, updated = self.store.transaction(work, merge_batch=True)
+        try:
+            missing, created, updated = self.store.transaction(
+                lambda tx: work(tx, known_new, others), merge_batch=True
+            )
+        except _FastPathMiss:
+            missing, created, updated = self.store.transaction(
+                lambda tx: work(tx, [], batch), merge_batch=True
+            )
         for m in missing:
             row = next(r for r in batch if r["position"] == m["position"])
             absent = []

@@ -10,6 +10,7 @@ import json
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -286,6 +287,9 @@ class IngestRunner:
         self.state_dir = state_dir
         self.scope = scope
         self.batch_size = batch_size
+        # Rows of many labels share a buffer; flushing it in bigger chunks keeps each label's
+        # write batches near batch_size instead of a few hundred rows each.
+        self.buffer_rows = 10 * batch_size
         self.on_record = on_record
         self.aliases = aliases or Aliases()
         self.formats = [*(mapping_format(m) for m in mappings or ()), *FORMATS.values()]
@@ -301,17 +305,20 @@ class IngestRunner:
         except (OSError, ValueError):
             return {}
 
-    def _save_watermark(self, path: Path, digest: str, report: SourceReport) -> None:
+    def _save_watermarks(self, files: list[tuple[Path, str, SourceReport]]) -> None:
+        """Record the files whose rows are all committed (one write per batch, not per file)."""
+        if not files:
+            return
         marks = self._watermarks()
-        marks[f"{self.scope}|{path.resolve()}"] = {
-            "sha256": digest,
-            "records": report.records,
-            "run_id": self.writer.run_id,
-            "at": datetime.now(UTC).isoformat(),
-        }
+        now = datetime.now(UTC).isoformat()
+        for path, digest, report in files:
+            marks[f"{self.scope}|{path.resolve()}"] = {
+                "sha256": digest, "records": report.records,
+                "run_id": self.writer.run_id, "at": now,
+            }  # fmt: skip
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.watermark_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(marks, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(marks, sort_keys=True))
         tmp.replace(self.watermark_file)
 
     # -- the run -------------------------------------------------------------------------------
@@ -435,7 +442,7 @@ class IngestRunner:
                 batch.records.append((source, item))
                 for row in item.rows:
                     batch.buffer.add(row, len(batch.records) - 1, origin)
-                if batch.buffer.size >= self.batch_size:
+                if batch.buffer.size >= self.buffer_rows:
                     self._flush(batch, report)
             if self.on_record is not None:
                 self.on_record(source.path, source.records)
@@ -446,9 +453,9 @@ class IngestRunner:
         started = time.perf_counter()
         if batch.records:
             self._write(batch, report)
-        for path, digest, source in batch.files:
+        for _, _, source in batch.files:
             source.loaded = source.records - source.skipped - source.rejected
-            self._save_watermark(path, digest, source)
+        self._save_watermarks(batch.files)
         batch.reset()
         report.write_seconds += time.perf_counter() - started
 
@@ -462,22 +469,16 @@ class IngestRunner:
         failed = self._dangling(buffer)
         if failed:
             buffer = buffer.without(set(failed))
-        groups: list[tuple[str, list[tuple[dict, int]], Callable[[list[dict]], Any]]] = []
-        for label, rows in buffer.nodes.items():
-            groups.append(
-                (label, rows, lambda data, label=label: self.writer.upsert_nodes(label, data))
-            )
-        for (start, rel_type, end), rows in buffer.rels.items():
-            spec = rel_spec(start, rel_type, end)
-            groups.append(
-                (
-                    spec.name,
-                    rows,
-                    lambda data, spec=spec: self.writer.upsert_relationships(spec, data),
-                )
-            )
-        for target, rows, write in groups:
-            result = write([data for data, _ in rows])
+        # Labels are independent, so node groups are written two at a time (the store then
+        # uses both cores). Relationship groups run in parallel only when they share no label:
+        # two writers adding edges to one hub node (a machine) conflict and back off.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            node_results = list(pool.map(self._write_nodes, buffer.nodes.items()))
+            fresh = {label: result.created_keys for label, _, result in node_results}
+            results = list(node_results)
+            for wave in _waves(list(buffer.rels.items())):
+                results += pool.map(lambda group: self._write_rels(group, fresh), wave)
+        for target, rows, result in results:
             counts = report.writes.setdefault(
                 target, {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
             )
@@ -498,6 +499,20 @@ class IngestRunner:
                 "; ".join(reasons),
                 record.raw,
             )
+
+    def _write_nodes(self, group: tuple[str, list[tuple[dict, int]]]) -> tuple:
+        label, rows = group
+        return label, rows, self.writer.upsert_nodes(label, [data for data, _ in rows])
+
+    def _write_rels(
+        self, group: tuple[tuple[str, str, str], list[tuple[dict, int]]], fresh: dict[str, set[str]]
+    ) -> tuple:
+        (start, rel_type, end), rows = group
+        spec = rel_spec(start, rel_type, end)
+        result = self.writer.upsert_relationships(
+            spec, [data for data, _ in rows], fresh.get(start, ()), fresh.get(end, ())
+        )
+        return spec.name, rows, result
 
     def _dangling(self, buffer: _Buffer) -> dict[int, list[str]]:
         """Records whose relationships point at keys that exist nowhere."""
@@ -536,6 +551,21 @@ class IngestRunner:
             "raw": raw,
         }
         dead.write(json.dumps(entry, default=str) + "\n")
+
+
+def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
+    """Split relationship groups into waves whose groups touch disjoint labels."""
+    waves: list[tuple[set[str], list]] = []
+    for group in sorted(groups, key=lambda g: -len(g[1])):
+        labels = {group[0][0], group[0][2]}
+        for used, members in waves:
+            if len(members) < 2 and not used & labels:
+                used |= labels
+                members.append(group)
+                break
+        else:
+            waves.append((set(labels), [group]))
+    return [members for _, members in waves]
 
 
 def _describe(rejection: Rejection) -> str:

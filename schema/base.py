@@ -35,13 +35,18 @@ class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):
     root-cause analysis asks.
     """
 
-    @validator
-    def deflate(self, value: Any) -> Any:
+    @staticmethod
+    def utc(value: Any) -> datetime:
+        """The value as an aware UTC datetime; ValueError says what is wrong with it."""
         if not isinstance(value, datetime):
             raise ValueError(f"datetime expected, got {type(value).__name__}")
         if value.tzinfo is None:
             raise ValueError("datetime without a time zone; give an aware (UTC) datetime")
-        return neo4j.time.DateTime.from_native(value.astimezone(UTC))
+        return value.astimezone(UTC)
+
+    @validator
+    def deflate(self, value: Any) -> Any:
+        return neo4j.time.DateTime.from_native(self.utc(value))
 
     @validator
     def inflate(self, value: Any) -> datetime:

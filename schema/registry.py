@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from neomodel import StructuredNode, StructuredRel
 from neomodel.properties import Property
 
 from . import model
-from .base import MANAGED_PROPERTIES, OpsNode
+from .base import MANAGED_PROPERTIES, OpsNode, UtcDateTimeProperty
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -33,6 +33,10 @@ class NodeSpec:
     key: str
     properties: Mapping[str, Property]
 
+    @cached_property
+    def temporal(self) -> frozenset[str]:
+        return _temporal(self.properties)
+
 
 @dataclass(frozen=True)
 class RelSpec:
@@ -47,6 +51,15 @@ class RelSpec:
     @property
     def name(self) -> str:
         return f"({self.start.label})-[:{self.type}]->({self.end.label})"
+
+    @cached_property
+    def temporal(self) -> frozenset[str]:
+        return _temporal(self.properties)
+
+
+def _temporal(properties: Mapping[str, Property]) -> frozenset[str]:
+    """Names of the timestamp properties (writers send them differently)."""
+    return frozenset(n for n, p in properties.items() if isinstance(p, UtcDateTimeProperty))
 
 
 def _check_identifier(name: str, what: str) -> str:
