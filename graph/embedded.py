@@ -12,6 +12,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,6 +27,7 @@ from . import queries
 from .settings import Settings
 
 ROOT_USER = "root"
+DATABASE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 LOOPBACK = "127.0.0.1"
 
 
@@ -40,7 +42,7 @@ class ServerState:
     pid: int
     bolt_port: int
     http_port: int
-    database: str
+    database: str  # the database it was started for; start() creates others on demand
     root_path: str
 
     @property
@@ -119,6 +121,11 @@ class EmbeddedServer:
         self.settings = settings
         self.root_path = (settings.home / "arcadedb").resolve()
         self.database = settings.database_name or "opsgraph"
+        if not DATABASE_NAME.match(self.database):
+            # The name goes into a server command; accept plain names only.
+            raise EmbeddedServerError(
+                f"database name {self.database!r}: use letters, digits, '_' and '-' only"
+            )
         self.state_file = self.root_path / "server.json"
         self.password_file = self.root_path / "root-password"
         self.log_file = self.root_path / "log" / "opsgraph-server.log"
@@ -269,9 +276,9 @@ class EmbeddedServer:
 
     def _ensure_database(self, state: ServerState, timeout: float) -> None:
         existing = self._request(state, "GET", "/api/v1/databases").get("result", [])
-        if state.database not in existing:
+        if self.database not in existing:
             self._request(
-                state, "POST", "/api/v1/server", {"command": f"create database {state.database}"}
+                state, "POST", "/api/v1/server", {"command": f"create database {self.database}"}
             )
 
     def _wait_for_bolt(self, state: ServerState, timeout: float) -> None:
@@ -283,7 +290,7 @@ class EmbeddedServer:
         with GraphDatabase.driver(state.bolt_uri, auth=(ROOT_USER, self.password)) as driver:
             while time.monotonic() < deadline:
                 try:
-                    driver.execute_query(queries.PING, database_=state.database)
+                    driver.execute_query(queries.PING, database_=self.database)
                     return
                 except (ServiceUnavailable, Neo4jError, OSError) as error:
                     last_error = error

@@ -52,7 +52,7 @@ class Store:
             server = EmbeddedServer(settings)
             state = server.start()
             driver = GraphDatabase.driver(state.bolt_uri, auth=(ROOT_USER, server.password))
-            description = f"embedded ArcadeDB {state.bolt_uri} database {state.database}"
+            description = f"embedded ArcadeDB {state.bolt_uri} database {server.database}"
         else:
             auth = (settings.user, settings.password) if settings.password else None
             driver = GraphDatabase.driver(settings.uri, auth=auth)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -423,6 +424,7 @@ class IngestRunner:
     ) -> None:
         """Feed a parser's items into the shared batch, flushing whenever it is full."""
         started = time.perf_counter()
+        flushing = 0.0
         for item in items:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"
@@ -443,21 +445,29 @@ class IngestRunner:
                 for row in item.rows:
                     batch.buffer.add(row, len(batch.records) - 1, origin)
                 if batch.buffer.size >= self.buffer_rows:
-                    self._flush(batch, report)
+                    flushing += self._flush(batch, report)
             if self.on_record is not None:
                 self.on_record(source.path, source.records)
-        source.seconds += time.perf_counter() - started
+        source.seconds += time.perf_counter() - started - flushing
 
-    def _flush(self, batch: _Batch, report: IngestReport) -> None:
-        """Write the batch, dead-letter the records that failed, then mark finished files."""
+    def _flush(self, batch: _Batch, report: IngestReport) -> float:
+        """Write the batch, dead-letter the records that failed, then mark finished files.
+
+        The write time is shared out to the sources by their records in the batch, so each
+        source's ``seconds`` is its parse time plus its part of the writing.
+        """
         started = time.perf_counter()
         if batch.records:
             self._write(batch, report)
         for _, _, source in batch.files:
             source.loaded = source.records - source.skipped - source.rejected
         self._save_watermarks(batch.files)
+        elapsed = time.perf_counter() - started
+        for source, count in Counter(source for source, _ in batch.records).items():
+            source.seconds += elapsed * count / len(batch.records)
         batch.reset()
-        report.write_seconds += time.perf_counter() - started
+        report.write_seconds += elapsed
+        return elapsed
 
     def _write(self, batch: _Batch, report: IngestReport) -> None:
         """Write nodes before relationships; records with a rejected row go to dead letters.
