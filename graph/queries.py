@@ -236,3 +236,135 @@ RETURN d.deviation_id AS deviation, d.deviation_type AS type, d.severity AS seve
 ORDER BY d.start DESC
 LIMIT $limit
 """
+
+
+# -- root-cause analysis (graph/rca.py) -----------------------------------------------------
+
+RCA_DEVIATION = """
+MATCH (d:Deviation {deviation_id: $id})
+OPTIONAL MATCH (d)-[:ABOUT]->(o:Operation)
+OPTIONAL MATCH (d)-[:ABOUT]->(ord:ProductionOrder)
+OPTIONAL MATCH (d)-[:ABOUT]->(m:Machine)
+OPTIONAL MATCH (d)-[:ABOUT]->(l:MaterialLot)
+RETURN d.deviation_id AS id, d.deviation_type AS type, d.severity AS severity,
+       d.description AS description, d.start AS start, d.end AS end,
+       collect(DISTINCT o.operation_id) AS operations, collect(DISTINCT ord.order_id) AS orders,
+       collect(DISTINCT m.machine_id) AS machines, collect(DISTINCT l.lot_id) AS lots
+"""
+
+RCA_ORDER_OPERATIONS = """
+UNWIND $orders AS oid
+MATCH (:ProductionOrder {order_id: oid})-[:HAS_OPERATION]->(o:Operation)
+RETURN o.operation_id AS operation
+"""
+
+RCA_OPERATIONS = """
+UNWIND $ops AS oid
+MATCH (o:Operation {operation_id: oid})
+OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end,
+       m.machine_id AS machine, m.machine_type AS machine_type, ord.order_id AS order
+"""
+
+RCA_STRATUM = """
+MATCH (m:Machine)
+WHERE m.machine_type = $machine_type OR m.machine_id IN $machines
+MATCH (m)<-[:ON_MACHINE]-(o:Operation)
+WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end,
+       m.machine_id AS machine, m.machine_type AS machine_type, ord.order_id AS order
+LIMIT $cap
+"""
+
+RCA_LOTS = """
+UNWIND $ops AS oid
+MATCH (l:MaterialLot)-[c:CONSUMED_BY]->(:Operation {operation_id: oid})
+OPTIONAL MATCH (s:Supplier)-[:SUPPLIED]->(l)
+RETURN oid AS operation, l.lot_id AS lot, s.supplier_id AS supplier, c.posted_at AS at
+"""
+
+RCA_PEOPLE = """
+UNWIND $ops AS oid
+MATCH (p:Person)-[:PERFORMED]->(:Operation {operation_id: oid})
+OPTIONAL MATCH (p)-[h:HAS_SKILL]->(s:Skill)
+RETURN oid AS operation, p.person_id AS person,
+       collect({skill: s.skill_id, certified: h.certified, valid_until: h.valid_until}) AS skills
+"""
+
+RCA_UPSTREAM = """
+UNWIND $ops AS oid
+MATCH (u:Operation)-[:NEXT]->(:Operation {operation_id: oid})
+OPTIONAL MATCH (u)-[:ON_MACHINE]->(m:Machine)
+RETURN oid AS operation, u.operation_id AS upstream, m.machine_id AS machine, u.actual_end AS end
+"""
+
+RCA_OPERATION_DEVIATIONS = """
+UNWIND $ops AS oid
+MATCH (o:Operation {operation_id: oid})
+OPTIONAL MATCH (d:Deviation)-[:ABOUT]->(o)
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+OPTIONAL MATCH (e:Deviation)-[:ABOUT]->(ord)
+RETURN oid AS operation, collect(DISTINCT d.deviation_type) AS own,
+       collect(DISTINCT e.deviation_type) AS orders
+"""
+
+RCA_MAINTENANCE = """
+UNWIND $machines AS mid
+MATCH (:Machine {machine_id: mid})-[:HAD_MAINTENANCE]->(e:MaintenanceEvent)
+WHERE coalesce(e.start, e.scheduled_at) >= datetime($since)
+  AND coalesce(e.start, e.scheduled_at) <= datetime($until)
+RETURN mid AS machine, e.maintenance_id AS id, e.maintenance_type AS type,
+       e.status AS status, coalesce(e.start, e.scheduled_at) AS at, e.description AS description
+"""
+
+RCA_CHANGEOVERS = """
+UNWIND $machines AS mid
+MATCH (:Machine {machine_id: mid})-[:HAD_CHANGEOVER]->(c:Changeover)
+WHERE c.start >= datetime($since) AND c.start <= datetime($until)
+RETURN mid AS machine, c.changeover_id AS id, c.start AS at, c.end AS end,
+       c.to_product AS product
+"""
+
+RCA_ALARMS = """
+UNWIND $machines AS mid
+MATCH (:Machine {machine_id: mid})-[:RAISED]->(a:Alarm)
+WHERE a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+RETURN mid AS machine, a.alarm_id AS id, a.code AS code, a.level AS level,
+       a.raised_at AS at, a.message AS message
+"""
+
+RCA_FORGET = """
+MATCH (:Deviation {deviation_id: $id})-[r:CAUSED_BY|CONTRIBUTED_TO]->()
+DELETE r
+"""
+
+
+def rca_remember(rel_type: str, label: str, key: str) -> str:
+    """Write one inferred cause edge from a deviation to a node of the model."""
+    return (
+        "MATCH (d:Deviation {deviation_id: $id})\n"
+        f"MATCH (c:{ident(label)} {{{ident(key)}: $key}})\n"
+        f"CREATE (d)-[r:{ident(rel_type)}]->(c)\n"
+        "SET r += $props, r.computed_at = datetime($now)"
+    )
+
+
+RCA_DEVIATIONS_SINCE = """
+MATCH (d:Deviation)
+WHERE d.start >= datetime($since) AND d.deviation_type IN $types
+RETURN d.deviation_id AS id ORDER BY d.start
+"""
+
+RCA_COMMON_SELECTION = """
+MATCH (d:Deviation)
+WHERE ($type IS NULL OR d.deviation_type = $type)
+  AND ($since IS NULL OR d.start >= datetime($since))
+  AND ($until IS NULL OR d.start <= datetime($until))
+OPTIONAL MATCH (d)-[:ABOUT]->(o:Operation)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (line:Line)-[:HAS_MACHINE]->(m)
+WITH d, collect(DISTINCT line.line_id) AS lines
+WHERE $line IS NULL OR $line IN lines
+RETURN d.deviation_id AS id
+"""

@@ -930,6 +930,13 @@ class DemoWriter:
             for c in op.checks
         ]
         _csv(self.out / "mes" / "quality_checks.csv", checks)
+        equipment = [
+            {"machine_id": machine, "name": f"{kind.title()} {machine}", "machine_type": kind,
+             "manufacturer": {"mill": "DMG Mori", "lathe": "Okuma", "grinder": "Studer"}[kind],
+             "line_id": f"L{line}", "work_center_id": f"WC-{machine}"}
+            for machine, (line, kind, _) in self.plant.machines.items()
+        ]  # fmt: skip
+        _csv(self.out / "erp" / "equipment.csv", equipment)
         _csv(self.out / "mes" / "maintenance.csv", self.plant.maintenance)
         changeovers = [{**c, "from_product": ""} for c in self.plant.changeovers]
         _csv(self.out / "mes" / "changeovers.csv", changeovers)

@@ -56,7 +56,7 @@ def _when(base: int, test: Callable[[Path], bool]) -> Callable[[Path], int | Non
 RULES_RANK = 50
 TABLE_RANKS = {
     "machine-states": 20, "alarms": 20, "process-readings": 20, "quality-checks": 25,
-    "maintenance": 20, "changeovers": 20,
+    "maintenance": 20, "changeovers": 20, "equipment": 1,
     "shift-roster": 30, "skills-matrix": 30, "operator-notes": 60, "decision-log": 60,
 }  # fmt: skip
 

@@ -348,6 +348,20 @@ BUILTIN: dict[str, TableMapping] = {
             ),
         ),
         TableMapping(
+            "equipment", "ERP (equipment master)", ("machine_id", "machine_type", "line_id"),
+            nodes=(
+                NodeMap("Machine", "machine_id",
+                        {"name": "name", "machine_type": "machine_type",
+                         "manufacturer": "manufacturer"}),
+                NodeMap("Line", "line_id", role="reference"),
+                NodeMap("WorkCenter", "work_center_id", role="reference"),
+            ),
+            relationships=(
+                RelMap("Line", "HAS_MACHINE", "Machine"),
+                RelMap("WorkCenter", "HAS_MACHINE", "Machine"),
+            ),
+        ),
+        TableMapping(
             "maintenance", "CMMS", ("maintenance_id", "machine_id", "maintenance_type"),
             nodes=(
                 NodeMap("MaintenanceEvent", "maintenance_id",

@@ -329,7 +329,7 @@ class Deviation(OpsNode):
     about_line = RelationshipTo("Line", "ABOUT", model=SourceRel)
     about_inspection = RelationshipTo("InspectionItem", "ABOUT", model=SourceRel)
     about_check = RelationshipTo("QualityCheck", "ABOUT", model=SourceRel)
-    # Written by root-cause analysis only.
+    # Written by root-cause analysis only: the most likely cause, and other contributors.
     caused_by_lot = RelationshipTo("MaterialLot", "CAUSED_BY", model=InferredCause)
     caused_by_supplier = RelationshipTo("Supplier", "CAUSED_BY", model=InferredCause)
     caused_by_machine = RelationshipTo("Machine", "CAUSED_BY", model=InferredCause)
@@ -340,8 +340,16 @@ class Deviation(OpsNode):
     caused_by_operation = RelationshipTo("Operation", "CAUSED_BY", model=InferredCause)
     caused_by_reading = RelationshipTo("ProcessReading", "CAUSED_BY", model=InferredCause)
     contributed_lot = RelationshipTo("MaterialLot", "CONTRIBUTED_TO", model=InferredCause)
+    contributed_supplier = RelationshipTo("Supplier", "CONTRIBUTED_TO", model=InferredCause)
     contributed_machine = RelationshipTo("Machine", "CONTRIBUTED_TO", model=InferredCause)
     contributed_person = RelationshipTo("Person", "CONTRIBUTED_TO", model=InferredCause)
+    contributed_maintenance = RelationshipTo(
+        "MaintenanceEvent", "CONTRIBUTED_TO", model=InferredCause
+    )
+    contributed_changeover = RelationshipTo("Changeover", "CONTRIBUTED_TO", model=InferredCause)
+    contributed_alarm = RelationshipTo("Alarm", "CONTRIBUTED_TO", model=InferredCause)
+    contributed_operation = RelationshipTo("Operation", "CONTRIBUTED_TO", model=InferredCause)
+    contributed_reading = RelationshipTo("ProcessReading", "CONTRIBUTED_TO", model=InferredCause)
 
 
 class Outcome(OpsNode):
