@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from opsgraph.graph import queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
+from opsgraph.graph.rca import RcaError, RcaResult, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
 from opsgraph.graph.store import Store, StoreError
@@ -263,6 +265,105 @@ def _print_ingest(report: IngestReport) -> None:
         err_console.print(f"[yellow]rejected records are in {report.dead_letters}[/]")
 
 
+# -- root-cause analysis --------------------------------------------------------------------------
+
+
+@app.command("rca")
+def rca(
+    ctx: typer.Context,
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A deviation ID (e.g. DEV-SCRAP-1000123/0010), or 'common'."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Analyse every quality deviation.")] = False,
+    since: Annotated[
+        datetime | None, typer.Option(help="With --all or common: deviations from this date.")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="With common: up to this date.")] = None,
+    deviation_type: Annotated[
+        str | None, typer.Option("--type", help="With common: deviation type, e.g. scrap.")
+    ] = None,
+    line: Annotated[str | None, typer.Option(help="With common: line ID, e.g. L2.")] = None,
+    window: Annotated[float, typer.Option(help="Days of history around the deviation.")] = 30.0,
+    save: Annotated[bool, typer.Option(help="Write CAUSED_BY/CONTRIBUTED_TO edges.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank the likely root causes of a deviation, with the evidence for each.
+
+    `opsgraph rca DEV-ID` analyses one deviation; `opsgraph rca --all` every quality
+    deviation (scrap, out of spec, short orders); `opsgraph rca common --type scrap --line L2`
+    finds causes shared by a set of deviations.
+    """
+    with _open(ctx, as_json) as store:
+        analyzer = RootCauseAnalyzer(store, window_days=window)
+        if target == "common":
+            found = analyzer.common_causes(deviation_type, line, _aware(since), _aware(until))
+            if as_json:
+                _emit(found)
+            else:
+                _print_common(found)
+            return
+        if all_:
+            ids = analyzer.deviations(_aware(since))
+        elif target:
+            ids = [target]
+        else:
+            raise typer.BadParameter("give a deviation ID, --all, or 'common'")
+        results = []
+        for deviation_id in ids:
+            result = analyzer.analyze(deviation_id)
+            if save:
+                analyzer.persist(result)
+            results.append(result)
+    if as_json:
+        _emit([r.as_dict() for r in results] if all_ else results[0].as_dict())
+        return
+    for result in results if not all_ else results[:10]:
+        _print_rca(result)
+    if all_:
+        console.print(
+            f"analysed {len(results)} deviations"
+            + (" (first 10 shown)" if len(results) > 10 else "")
+        )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def _path_text(path: list[dict[str, Any]]) -> str:
+    parts = []
+    for step in path:
+        if "label" in step:
+            parts.append(f"({step['label']} {step['key']})")
+        else:
+            arrow = (
+                f"-[:{step['type']}]->" if step["direction"] == "out" else f"<-[:{step['type']}]-"
+            )
+            parts.append(arrow)
+    return "".join(parts)
+
+
+def _print_rca(result: RcaResult) -> None:
+    console.print(f"[bold]{result.deviation}[/] ({result.deviation_type}) {result.description}")
+    for rank, cause in enumerate(result.causes, start=1):
+        console.print(
+            f"  {rank}. [bold]{cause.label} {cause.key}[/] {cause.cause_type} "
+            f"score {cause.score:.2f}: {cause.explanation}"
+        )
+        for path in cause.evidence[:1]:
+            console.print(f"     evidence: {_path_text(path)}", style="dim")
+    for note in result.notes:
+        err_console.print(f"  [yellow]note:[/] {note}")
+
+
+def _print_common(found: dict[str, Any]) -> None:
+    console.print(f"{found['selected']} deviations selected, {found['analysed']} analysed")
+    for item in found["shared_causes"]:
+        name = f"{item['label']} {item['key']}"
+        console.print(f"  [bold]{name}[/] ({item['cause_type']}): {item['explanation']}")
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 demo_app = typer.Typer(
@@ -304,10 +405,20 @@ def demo(
         found = deviation_summary(store)
         worst = store.read(queries.WORST_DEVIATIONS, severities=["critical", "high"], limit=5)
         stats = graph_stats(store)
+        analyzer = RootCauseAnalyzer(store)
+        analyses = []
+        for row in worst:
+            try:
+                result = analyzer.analyze(row["deviation"])
+            except RcaError:
+                continue
+            analyzer.persist(result)
+            analyses.append(result)
     if as_json:
         _emit({
             "out": str(out), "ingest": report.as_dict(), "deviations": found, "worst": worst,
             "injected_causes": len(truth["causes"]), "stats": stats.as_dict(),
+            "root_causes": [r.as_dict() for r in analyses],
         })  # fmt: skip
         return
     _print_ingest(report)
@@ -317,8 +428,9 @@ def demo(
     for kind, by_severity in found.items():
         table.add_row(kind, *(str(by_severity.get(s, 0)) for s in ("critical", "high", "medium")))
     console.print(table)
-    for row in worst:
-        console.print(f"[bold]{row['deviation']}[/] {row['severity']}: {row['description']}")
+    console.print("[bold]Most likely causes of the latest high-severity deviations[/]")
+    for result in analyses[:3]:
+        _print_rca(result)
     console.print(
         f"{stats.total_nodes} nodes, {stats.total_relationships} relationships; "
         f"{len(truth['causes'])} injected root causes in {out / 'ground_truth.json'}"
@@ -351,7 +463,8 @@ def main() -> None:
     try:
         app()
     except (
-        StoreError, EmbeddedServerError, SchemaError, UnknownFormat, FileNotFoundError, ValueError
+        StoreError, EmbeddedServerError, SchemaError, UnknownFormat, FileNotFoundError,
+        RcaError, ValueError,
     ) as error:  # fmt: skip
         err_console.print(f"[red]error:[/] {error}")
         sys.exit(1)

@@ -102,7 +102,8 @@ class Op:
     start: datetime | None
     end: datetime | None
     factors: list[Factor] = field(default_factory=list)
-    deviation_types: set[str] = field(default_factory=set)
+    deviation_types: set[str] = field(default_factory=set)  # deviations about the operation
+    order_deviation_types: set[str] = field(default_factory=set)  # ... about its order
 
 
 @dataclass
@@ -174,6 +175,7 @@ class RootCauseAnalyzer:
             raise RcaError(f"no deviation {deviation_id!r} in the graph")
         row = rows[0]
         operations = list(row["operations"])
+        row["order_level"] = not operations
         if not operations and row["orders"]:
             found = self.store.read(queries.RCA_ORDER_OPERATIONS, orders=row["orders"])
             operations = [r["operation"] for r in found]
@@ -224,7 +226,8 @@ class RootCauseAnalyzer:
         """Read every factor of the operations and the deviations they showed."""
         names = list(ops)
         for r in self.store.read(queries.RCA_OPERATION_DEVIATIONS, ops=names):
-            ops[r["operation"]].deviation_types = set(r["own"]) | set(r["orders"])
+            ops[r["operation"]].deviation_types = set(r["own"])
+            ops[r["operation"]].order_deviation_types = set(r["orders"])
         for r in self.store.read(queries.RCA_LOTS, ops=names):
             op = ops[r["operation"]]
             at = _utc(r["at"]) or op.start
@@ -448,7 +451,9 @@ class RootCauseAnalyzer:
         for name in list(targets):
             if name in stratum:
                 targets[name] = stratum[name]
-        causes = self._rank(targets, stratum, family(deviation["type"]))
+        # An operation-level deviation is compared with operations that deviated themselves;
+        # an order-level one (late, short) also with operations of orders that did.
+        causes = self._rank(targets, stratum, family(deviation["type"]), deviation["order_level"])
         subjects = {
             "operations": sorted(targets),
             "orders": sorted({op.order for op in targets.values() if op.order}),
@@ -466,9 +471,14 @@ class RootCauseAnalyzer:
             notes=notes,
         )
 
-    def _rank(self, targets: dict[str, Op], stratum: dict[str, Op], kinds: set[str]) -> list[Cause]:
+    def _rank(
+        self, targets: dict[str, Op], stratum: dict[str, Op], kinds: set[str], order_level: bool
+    ) -> list[Cause]:
         comparison = {k: v for k, v in stratum.items() if k not in targets}
-        deviating = [k for k, op in comparison.items() if op.deviation_types & kinds]
+        deviating = [
+            k for k, op in comparison.items()
+            if (op.deviation_types | (op.order_deviation_types if order_level else set())) & kinds
+        ]  # fmt: skip
         base = (len(deviating) + 0.5) / (len(comparison) + 1)
         graph = nx.Graph()
         exposure: dict[tuple, list[str]] = defaultdict(list)
