@@ -404,7 +404,6 @@ def demo(
             report = runner.run([out / "erp", out / "mes", out / "worker"])
         found = deviation_summary(store)
         worst = store.read(queries.WORST_DEVIATIONS, severities=["critical", "high"], limit=5)
-        stats = graph_stats(store)
         analyzer = RootCauseAnalyzer(store)
         analyses = []
         for row in worst:
@@ -414,6 +413,7 @@ def demo(
                 continue
             analyzer.persist(result)
             analyses.append(result)
+        stats = graph_stats(store)
     if as_json:
         _emit({
             "out": str(out), "ingest": report.as_dict(), "deviations": found, "worst": worst,
