@@ -1,0 +1,43 @@
+"""Shared by the RCA benchmarks: a throw-away embedded store holding one database per demo
+plant, generated and ingested once."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from opsgraph.graph.constraints import apply_schema
+from opsgraph.graph.embedded import EmbeddedServer
+from opsgraph.graph.settings import Settings
+from opsgraph.graph.store import Store
+from opsgraph.ingest.demo import generate
+from opsgraph.ingest.runner import Aliases, IngestRunner
+
+
+class DemoPlants:
+    def __init__(self) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="opsgraph-rca-bench-"))
+        self.servers: list[EmbeddedServer] = []
+
+    def load(self, seed: int, scale: float, weeks: int = 6) -> tuple[Store, dict[str, Any]]:
+        """A store with the plant loaded, and its ground truth."""
+        name = f"seed{seed}_scale{str(scale).replace('.', '_')}"
+        settings = Settings(home=self.home, database=name)
+        server = EmbeddedServer(settings)
+        server.start()
+        self.servers.append(server)
+        out = self.home / name
+        truth = generate(out, seed=seed, scale=scale, weeks=weeks)
+        store = Store.open(settings)
+        apply_schema(store)
+        report = IngestRunner(store, out / "state", aliases=Aliases.load(out / "aliases.toml")).run(
+            [out / "erp", out / "mes", out / "worker"]
+        )
+        assert report.rejected == 0, report.dead_letters
+        return store, json.loads(json.dumps(truth))
+
+    def close(self) -> None:
+        if self.servers:
+            self.servers[0].stop()
