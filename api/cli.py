@@ -11,12 +11,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from opsgraph.graph import queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
+from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RcaResult, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
@@ -364,6 +365,77 @@ def _print_common(found: dict[str, Any]) -> None:
         console.print(f"  [bold]{name}[/] ({item['cause_type']}): {item['explanation']}")
 
 
+# -- decision memory ----------------------------------------------------------------------------
+
+
+@app.command("embed")
+def embed(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option(help="Recompute every embedding.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Embed new or changed notes and decisions so they can be searched by meaning."""
+    with _open(ctx, as_json) as store, Progress(
+        SpinnerColumn(), TextColumn("embedding"), BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err_console, disable=as_json, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("embedding", total=None)
+        memory = DecisionMemory(store)
+        report = memory.embed(
+            rebuild=rebuild,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if as_json:
+        _emit(report.as_dict())
+    else:
+        console.print(
+            f"embedded {report.embedded} texts ({report.unchanged} unchanged, "
+            f"{report.derived_notes} decision/action texts refreshed) in {report.seconds:.1f} s"
+        )
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What happened, in plain words.")],
+    machine: Annotated[str | None, typer.Option(help="Only notes about this machine.")] = None,
+    line: Annotated[str | None, typer.Option(help="Only notes about this line.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only notes about this product.")] = None,
+    deviation_type: Annotated[str | None, typer.Option("--type", help="Deviation type.")] = None,
+    author: Annotated[str | None, typer.Option(help="Written by this person ID.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Written on or after.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Written on or before.")] = None,
+    deviation: Annotated[
+        str | None, typer.Option(help="Search from a deviation: similar situations and decisions.")
+    ] = None,
+    k: Annotated[int, typer.Option("--top", "-k", min=1, max=100, help="How many results.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Search notes and decisions by meaning, filtered by where they sit in the graph."""
+    filters = Filters(machine, line, product, deviation_type, author, _aware(since), _aware(until))
+    with _open(ctx, as_json) as store:
+        memory = DecisionMemory(store)
+        memory.embed()  # new notes since the last run
+        if deviation:
+            hits = memory.similar_decisions(deviation, k=k)
+        else:
+            hits = memory.search(query, filters=filters, k=k)
+    if as_json:
+        _emit([h.as_dict() for h in hits])
+        return
+    for rank, hit in enumerate(hits, start=1):
+        when = f"{hit.written_at:%Y-%m-%d}" if hit.written_at else ""
+        console.print(
+            f"{rank}. [bold]{hit.note}[/] {when} ({hit.kind}) {hit.score:.2f}: {hit.text}"
+        )
+        for decision in hit.decisions[:2]:
+            outcome = decision["outcome"] or "no outcome recorded"
+            console.print(
+                f"     decided {decision['decision']}: {decision['summary']} -> {outcome}"
+            )
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 demo_app = typer.Typer(
@@ -464,7 +536,7 @@ def main() -> None:
         app()
     except (
         StoreError, EmbeddedServerError, SchemaError, UnknownFormat, FileNotFoundError,
-        RcaError, ValueError,
+        RcaError, DecisionMemoryError, ValueError,
     ) as error:  # fmt: skip
         err_console.print(f"[red]error:[/] {error}")
         sys.exit(1)

@@ -368,3 +368,96 @@ WITH d, collect(DISTINCT line.line_id) AS lines
 WHERE $line IS NULL OR $line IN lines
 RETURN d.deviation_id AS id
 """
+
+
+# -- decision memory (graph/memory.py) ------------------------------------------------------
+
+MEMORY_DECISION_TEXTS = """
+MATCH (d:Decision)
+OPTIONAL MATCH (p:Person)-[:DECIDED]->(d)
+OPTIONAL MATCH (d)-[:HAS_OUTCOME]->(o:Outcome)
+RETURN d.decision_id AS decision, d.summary AS summary, d.rationale AS rationale,
+       d.decided_at AS at, p.person_id AS author, o.result AS outcome,
+       o.description AS outcome_description
+"""
+
+MEMORY_ACTION_TEXTS = """
+MATCH (a:Action)
+WHERE a.title IS NOT NULL
+RETURN a.action_id AS action, a.title AS title, a.description AS description,
+       a.created_at AS at
+"""
+
+MEMORY_TO_EMBED = """
+MATCH (n:Note)
+WHERE n.text IS NOT NULL AND ($rebuild OR n.text_hash IS NULL OR n.embedding IS NULL)
+RETURN n.note_id AS note, n.text AS text, n.text_hash AS hash
+"""
+
+MEMORY_STORE_EMBEDDINGS = """
+UNWIND $rows AS row
+MATCH (n:Note {note_id: row.note})
+SET n.embedding = row.embedding, n.text_hash = row.hash, n.embedded_at = datetime($now)
+"""
+
+MEMORY_EMBEDDINGS_SINCE = """
+MATCH (n:Note)
+WHERE n.embedding IS NOT NULL AND n.embedded_at > datetime($since)
+RETURN n.note_id AS note, n.embedding AS embedding, n.embedded_at AS at
+"""
+
+MEMORY_NOTES = """
+UNWIND $notes AS nid
+MATCH (n:Note {note_id: nid})
+OPTIONAL MATCH (author:Person)-[:WROTE]->(n)
+RETURN n.note_id AS note, n.text AS text, n.note_kind AS kind, n.written_at AS at,
+       author.person_id AS author
+"""
+
+MEMORY_NOTE_CONTEXT = """
+UNWIND $notes AS nid
+MATCH (:Note {note_id: nid})-[:ABOUT|ON_MACHINE*1..3]->(u)
+RETURN DISTINCT nid AS note, labels(u)[0] AS label, properties(u) AS props
+"""
+
+MEMORY_MACHINE_LINES = """
+UNWIND $machines AS mid
+MATCH (l:Line)-[:HAS_MACHINE]->(:Machine {machine_id: mid})
+RETURN mid AS machine, l.line_id AS line
+"""
+
+MEMORY_ORDER_PRODUCTS = """
+UNWIND $orders AS oid
+MATCH (:ProductionOrder {order_id: oid})-[:PRODUCES]->(p:Product)
+RETURN oid AS order, p.product_id AS product
+"""
+
+MEMORY_DECISIONS = """
+UNWIND $deviations AS did
+MATCH (d:Decision)-[:ABOUT]->(dev:Deviation {deviation_id: did})
+OPTIONAL MATCH (d)-[:HAS_OUTCOME]->(o:Outcome)
+RETURN did AS deviation, dev.deviation_type AS deviation_type, d.decision_id AS decision,
+       d.summary AS summary, d.decision_type AS decision_type, d.decided_at AS decided_at,
+       o.result AS outcome, o.description AS outcome_description
+"""
+
+MEMORY_DEVIATION = """
+MATCH (d:Deviation {deviation_id: $id})
+OPTIONAL MATCH (d)-[:ABOUT|ON_MACHINE*1..2]->(u)
+RETURN d.description AS description, d.deviation_type AS type,
+       collect(DISTINCT [labels(u)[0], properties(u)]) AS context
+"""
+
+VECTOR_INDEX_PROBE = "SHOW VECTOR INDEXES YIELD name RETURN count(*) AS n"
+
+VECTOR_INDEX_CREATE = (
+    "CREATE VECTOR INDEX opsgraph_note_embedding IF NOT EXISTS FOR (n:Note) ON (n.embedding) "
+    "OPTIONS {indexConfig: {`vector.dimensions`: $dimensions, "
+    "`vector.similarity_function`: 'cosine'}}"
+)
+
+VECTOR_INDEX_QUERY = """
+CALL db.index.vector.queryNodes('opsgraph_note_embedding', $k, $vector)
+YIELD node, score
+RETURN node.note_id AS note, score
+"""

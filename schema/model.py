@@ -401,6 +401,7 @@ class Note(OpsNode):
     written_at = UtcDateTimeProperty(index=True)
     text_hash = StringProperty(help_text="hash of the text the embedding was computed from")
     embedding = ArrayProperty(FloatProperty())
+    embedded_at = UtcDateTimeProperty(index=True, help_text="when the embedding was computed")
     about_deviation = RelationshipTo("Deviation", "ABOUT", model=SourceRel)
     about_decision = RelationshipTo("Decision", "ABOUT", model=SourceRel)
     about_machine = RelationshipTo("Machine", "ABOUT", model=SourceRel)
