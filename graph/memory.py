@@ -34,7 +34,7 @@ from .writer import BulkWriter
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
-CONTEXT_BOOST = 0.08  # added to the cosine similarity per entity shared with the query context
+CONTEXT_BOOST = 0.15  # added to the cosine similarity per entity shared with the query context
 SAME_TYPE_BOOST = 0.05  # ... when the note concerns the same kind of deviation
 
 
@@ -336,6 +336,10 @@ class DecisionMemory:
         products = defaultdict(set)
         for r in self.store.read(queries.MEMORY_ORDER_PRODUCTS, orders=orders):
             products[r["order"]].add(r["product"])
+        operations = sorted({o for c in context.values() for o in c.get("Operation", ())})
+        lots = defaultdict(set)
+        for r in self.store.read(queries.MEMORY_OPERATION_LOTS, ops=operations):
+            lots[r["operation"]].add(r["lot"])
         hits = []
         for note, similarity in candidates:
             info = notes.get(note)
@@ -344,6 +348,9 @@ class DecisionMemory:
             found = context[note]
             found["Line"] |= {line for m in found.get("Machine", ()) for line in lines[m]}
             found["Product"] |= {p for o in found.get("ProductionOrder", ()) for p in products[o]}
+            found["MaterialLot"] |= {lot for o in found.get("Operation", ()) for lot in lots[o]}
+            if info["author"]:
+                found["Person"].add(info["author"])
             at = _utc(info["at"])
             if not _passes(filters, found, deviation_types[note], info["author"], at):
                 continue

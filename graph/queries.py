@@ -432,6 +432,12 @@ MATCH (:ProductionOrder {order_id: oid})-[:PRODUCES]->(p:Product)
 RETURN oid AS order, p.product_id AS product
 """
 
+MEMORY_OPERATION_LOTS = """
+UNWIND $ops AS oid
+MATCH (l:MaterialLot)-[:CONSUMED_BY]->(:Operation {operation_id: oid})
+RETURN oid AS operation, l.lot_id AS lot
+"""
+
 MEMORY_DECISIONS = """
 UNWIND $deviations AS did
 MATCH (d:Decision)-[:ABOUT]->(dev:Deviation {deviation_id: did})
