@@ -1,9 +1,12 @@
-"""SAP S/4HANA OData v2 exports: production orders and operations, order confirmations and
-material document items, mapped to the graph with SAP's own field names and keys.
+"""SAP S/4HANA OData v2 exports: products, sales orders, batches, production orders and
+operations, order confirmations and material documents, mapped to the graph with SAP's own
+field names and keys.
 
 Services and entity types (field names as in SAP's published OpenAPI specs):
-API_PRODUCTION_ORDER_2_SRV (A_ProductionOrder_2, A_ProductionOrderOperation_2, also nested
-under ``to_ProductionOrderOperation``), API_PROD_ORDER_CONFIRMATION_2_SRV (ProdnOrdConf2) and
+API_PRODUCT_SRV (A_Product + ``to_Description``), API_SALES_ORDER_SRV (A_SalesOrder +
+``to_Item``, A_SalesOrderItem), API_BATCH_SRV (Batch), API_PRODUCTION_ORDER_2_SRV
+(A_ProductionOrder_2, A_ProductionOrderOperation_2, also nested under
+``to_ProductionOrderOperation``), API_PROD_ORDER_CONFIRMATION_2_SRV (ProdnOrdConf2) and
 API_MATERIAL_DOCUMENT_SRV (A_MaterialDocumentItem, also nested under a header's
 ``to_MaterialDocumentItem``; the posting date lives on the header).
 
@@ -263,8 +266,115 @@ def material_document_header(header: dict[str, Any], state: _FileState) -> list[
     return rows
 
 
-# Entity type names as they appear in each record's __metadata.type.
+def product(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_PRODUCT_SRV A_Product, with its description from ``to_Description``."""
+    descriptions = (entity.get("to_Description") or {}).get("results", [])
+    english = [d for d in descriptions if d.get("Language") in ("EN", "E")] or descriptions
+    return [
+        NodeRow(
+            "Product",
+            _clean(
+                {
+                    "product_id": _required(entity, "Product"),
+                    "product_type": text(entity.get("ProductType")),
+                    "base_unit": text(entity.get("BaseUnit")),
+                    "description": text(english[0].get("ProductDescription")) if english else None,
+                }
+            ),
+        )
+    ]
+
+
+def sales_order(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_SALES_ORDER_SRV A_SalesOrder (with items nested under ``to_Item``)."""
+    order = _required(entity, "SalesOrder")
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "SalesOrder",
+            _clean(
+                {
+                    "sales_order_id": order,
+                    "sales_order_type": text(entity.get("SalesOrderType")),
+                    "created_at": moment(entity, "CreationDate"),
+                    "requested_delivery": moment(entity, "RequestedDeliveryDate"),
+                }
+            ),
+        )
+    ]
+    customer = text(entity.get("SoldToParty"))
+    if customer:
+        rows += [
+            NodeRow("Customer", {"customer_id": customer}),
+            RelRow("SalesOrder", "ORDERED_BY", "Customer", order, customer),
+        ]
+    for item in (entity.get("to_Item") or {}).get("results", []):
+        rows += sales_order_item(item, state)
+    return rows
+
+
+def sales_order_item(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_SALES_ORDER_SRV A_SalesOrderItem."""
+    order, item = _required(entity, "SalesOrder"), _required(entity, "SalesOrderItem")
+    item_id = f"{order}/{item}"
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "SalesOrderItem",
+            _clean(
+                {
+                    "item_id": item_id,
+                    "quantity": number(entity.get("RequestedQuantity"), "RequestedQuantity"),
+                    "unit": text(entity.get("RequestedQuantityUnit")),
+                }
+            ),
+        ),
+        RelRow("SalesOrder", "HAS_ITEM", "SalesOrderItem", order, item_id),
+    ]
+    material = text(entity.get("Material"))
+    if material:
+        rows += [
+            NodeRow("Product", {"product_id": material}),
+            RelRow("SalesOrderItem", "FOR_PRODUCT", "Product", item_id, material),
+        ]
+    return rows
+
+
+def batch(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_BATCH_SRV Batch: a lot's dates and the supplier's own batch number."""
+    material, number_ = _required(entity, "Material"), _required(entity, "Batch")
+    lot_id = f"{material}/{number_}"
+    rows: list[NodeRow | RelRow] = [
+        NodeRow(
+            "MaterialLot",
+            _clean(
+                {
+                    "lot_id": lot_id,
+                    "batch": number_,
+                    "plant": text(entity.get("BatchIdentifyingPlant")),
+                    "manufactured_at": moment(entity, "ManufactureDate"),
+                    "expires_at": moment(entity, "ShelfLifeExpirationDate"),
+                    "supplier_batch": text(entity.get("BatchBySupplier")),
+                }
+            ),
+        ),
+        NodeRow("Product", {"product_id": material}),
+        RelRow("MaterialLot", "OF_PRODUCT", "Product", lot_id, material),
+    ]
+    supplier = text(entity.get("Supplier"))
+    if supplier:
+        rows += [
+            NodeRow("Supplier", {"supplier_id": supplier}),
+            RelRow("Supplier", "SUPPLIED", "MaterialLot", supplier, lot_id),
+        ]
+    return rows
+
+
+# Entity type names as they appear in each record's __metadata.type, in load order: what
+# later types refer to comes first.
 ENTITY_TYPES: dict[str, Mapper] = {
+    "A_ProductType": product,
+    "A_SalesOrderType": sales_order,
+    "A_SalesOrderItemType": sales_order_item,
+    "BatchType": batch,
     "A_ProductionOrder_2Type": production_order,
     "A_ProductionOrderOperation_2Type": production_order_operation,
     "ProdnOrdConf2Type": confirmation,
@@ -279,6 +389,10 @@ SIGNATURE_FIELDS: list[tuple[str, str]] = [
     ("TotalQuantity", "A_ProductionOrder_2Type"),
     ("GoodsMovementType", "A_MaterialDocumentItemType"),
     ("to_MaterialDocumentItem", "A_MaterialDocumentHeaderType"),
+    ("SoldToParty", "A_SalesOrderType"),
+    ("SalesOrderItem", "A_SalesOrderItemType"),
+    ("ProductType", "A_ProductType"),
+    ("BatchIdentifyingPlant", "BatchType"),
 ]
 
 
@@ -293,7 +407,6 @@ def entity_type(entity: dict[str, Any]) -> str:
     raise ODataValueError(f"not a supported SAP entity ({declared or 'no __metadata.type'})")
 
 
-# Load order: what later entity types refer to comes first.
 LOAD_ORDER = list(ENTITY_TYPES)
 
 

@@ -19,8 +19,25 @@ def _runner(store: Store, tmp_path: Path) -> IngestRunner:
 
 def test_sap_exports_build_the_order_graph(store: Store, tmp_path: Path) -> None:
     report = _runner(store, tmp_path).run([DATA / "sap"], rules=False)
-    assert (report.records, report.rejected) == (6, 0)
-    assert [s.skipped for s in report.sources] == [0, 1, 0]  # the reversal confirmation
+    assert (report.records, report.rejected) == (10, 0)
+    skipped = {Path(s.path).name: s.skipped for s in report.sources}
+    assert skipped["confirmations.json"] == 1  # the reversal confirmation
+    assert sum(skipped.values()) == 1
+    master = _one(
+        store,
+        "MATCH (c:Customer)<-[:ORDERED_BY]-(so:SalesOrder)-[:HAS_ITEM]->(i:SalesOrderItem)"
+        "-[:FOR_PRODUCT]->(p:Product) MATCH (i)-[:FULFILLED_BY]->(o:ProductionOrder) "
+        "RETURN c.customer_id AS customer, i.quantity AS qty, p.description AS product, "
+        "o.order_id AS order",
+    )
+    assert master == {"customer": "C-1001", "qty": 200.0, "product": "Pump housing A",
+                      "order": "1000123"}  # fmt: skip
+    lot = _one(
+        store,
+        "MATCH (s:Supplier)-[:SUPPLIED]->(l:MaterialLot {lot_id: 'RM-AL6061-BAR/7731'}) "
+        "RETURN s.supplier_id AS supplier, l.supplier_batch AS theirs, l.expires_at IS NOT NULL AS x",
+    )
+    assert lot == {"supplier": "S-104", "theirs": "AWS-2026-0419", "x": True}
     order = store.read(
         "MATCH (o:ProductionOrder {order_id: '1000123'})-[:PRODUCES]->(p:Product) "
         "MATCH (i:SalesOrderItem)-[:FULFILLED_BY]->(o) "
@@ -59,6 +76,12 @@ def test_sap_exports_build_the_order_graph(store: Store, tmp_path: Path) -> None
     assert store.read("MATCH (c:Confirmation) RETURN count(c) AS n") == [{"n": 1}]
 
 
+def _one(store: Store, query: str) -> dict:
+    rows = store.read(query)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
 def _dump(store: Store) -> list[str]:
     return sorted(
         repr(r)
@@ -73,7 +96,7 @@ def test_reingest_changes_nothing(store: Store, tmp_path: Path) -> None:
     _runner(store, tmp_path).run([DATA / "sap"])
     before = _dump(store)
     again = _runner(store, tmp_path).run([DATA / "sap"], full=True)
-    assert again.records == 6 + 2  # the source records and the two deviations the rules find
+    assert again.records == 10 + 2  # the source records and the two deviations the rules find
     assert all(w["created"] == 0 and w["updated"] == 0 for w in again.writes.values())
     assert _dump(store) == before
 
@@ -85,13 +108,14 @@ def test_watermarks_skip_unchanged_files_and_pick_up_changed_ones(
     shutil.copytree(DATA / "sap", source)
     _runner(store, tmp_path).run([source], rules=False)
     second = _runner(store, tmp_path).run([source], rules=False)
-    assert [s.unchanged_since_last_run for s in second.sources] == [True, True, True]
+    assert all(s.unchanged_since_last_run for s in second.sources)
     orders = source / "production_orders.json"
     orders.write_text(
         orders.read_text().replace('"TotalQuantity": "150.000"', '"TotalQuantity": "160"')
     )
     third = _runner(store, tmp_path).run([source], rules=False)
-    assert [s.unchanged_since_last_run for s in third.sources] == [False, True, True]
+    reprocessed = [Path(s.path).name for s in third.sources if not s.unchanged_since_last_run]
+    assert reprocessed == ["production_orders.json"]
     assert third.writes["ProductionOrder"]["updated"] == 1
     assert store.read(
         "MATCH (o:ProductionOrder {order_id: '1000124'}) RETURN o.total_quantity AS q"
