@@ -35,7 +35,8 @@ def test_sap_exports_build_the_order_graph(store: Store, tmp_path: Path) -> None
     lot = _one(
         store,
         "MATCH (s:Supplier)-[:SUPPLIED]->(l:MaterialLot {lot_id: 'RM-AL6061-BAR/7731'}) "
-        "RETURN s.supplier_id AS supplier, l.supplier_batch AS theirs, l.expires_at IS NOT NULL AS x",
+        "RETURN s.supplier_id AS supplier, l.supplier_batch AS theirs, "
+        "l.expires_at IS NOT NULL AS x",
     )
     assert lot == {"supplier": "S-104", "theirs": "AWS-2026-0419", "x": True}
     order = store.read(
