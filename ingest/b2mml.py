@@ -1,5 +1,9 @@
-"""ISA-95 B2MML production performance (MES): what each order's segments actually used.
+"""ISA-95 B2MML from the MES: production schedules (what is planned where) and production
+performance (what each order's segments actually used).
 
+A ``ProductionSchedule`` holds ``ProductionRequest`` elements (``ID`` = the order, with
+``StartTime``/``EndTime``) whose ``SegmentRequirement`` elements plan each operation
+(``ProcessSegmentID``, ``EarliestStartTime``, ``LatestEndTime``, ``EquipmentRequirement``).
 A ``ProductionPerformance`` document holds ``ProductionResponse`` elements (one per order,
 named by ``ProductionRequestID`` or ``ID``) with ``SegmentResponse`` elements (one per
 operation, ``ProcessSegmentID`` = the operation number) listing equipment, personnel and
@@ -60,16 +64,88 @@ def _quantity(element: ET.Element) -> tuple[float | None, str | None]:
         raise ValueError(f"Quantity: {raw!r} is not a number") from None
 
 
-def looks_like(path: Path) -> bool:
+ROOTS = ("ProductionPerformance", "ProductionSchedule")
+
+
+def _root(path: Path) -> str | None:
     try:
         for _, element in ET.iterparse(path, events=("start",)):
-            return _local(element.tag) == "ProductionPerformance"
+            tag = _local(element.tag)
+            return tag if tag in ROOTS else None
     except (ET.ParseError, OSError):
-        return False
-    return False
+        return None
+    return None
+
+
+def looks_like(path: Path) -> bool:
+    return _root(path) is not None
 
 
 def parse(path: Path) -> Iterator[Item]:
+    """One Record per SegmentResponse (performance) or ProductionRequest (schedule)."""
+    if _root(path) == "ProductionSchedule":
+        yield from _schedule(path)
+        return
+    yield from _performance(path)
+
+
+def _schedule(path: Path) -> Iterator[Item]:
+    """A production schedule: planned times and machines of each order's segments."""
+    requests = 0
+    try:
+        for _, element in ET.iterparse(path, events=("end",)):
+            if _local(element.tag) != "ProductionRequest":
+                continue
+            requests += 1
+            position = f"ProductionRequest[{requests}]"
+            raw = ET.tostring(element, encoding="unicode")
+            try:
+                yield Record(position, _request(element), raw)
+            except ValueError as error:
+                yield BadRecord(position, str(error), raw)
+            element.clear()
+    except ET.ParseError as error:
+        yield BadRecord("file", f"malformed XML: {error}")
+
+
+def _request(request: ET.Element) -> list[NodeRow | RelRow]:
+    order = _text(request, "ID")
+    if not order:
+        raise ValueError("ProductionRequest without ID")
+    planned = {"order_id": order}
+    for prop, name in (("planned_start", "StartTime"), ("planned_end", "EndTime")):
+        moment = _time(request, name)
+        if moment is not None:
+            planned[prop] = moment
+    rows: list[NodeRow | RelRow] = [NodeRow("ProductionOrder", planned)]
+    for segment in _children(request, "SegmentRequirement"):
+        number = _text(segment, "ProcessSegmentID") or _text(segment, "ID")
+        if not number:
+            raise ValueError("SegmentRequirement without ProcessSegmentID or ID")
+        operation_id = f"{order}/{number}"
+        operation = {"operation_id": operation_id, "sequence": number}
+        for prop, name in (
+            ("planned_start", "EarliestStartTime"),
+            ("planned_end", "LatestEndTime"),
+        ):
+            moment = _time(segment, name)
+            if moment is not None:
+                operation[prop] = moment
+        rows += [
+            NodeRow("Operation", operation),
+            RelRow("ProductionOrder", "HAS_OPERATION", "Operation", order, operation_id),
+        ]
+        for equipment in _children(segment, "EquipmentRequirement"):
+            machine = _text(equipment, "EquipmentID")
+            if machine:
+                rows += [
+                    NodeRow("Machine", {"machine_id": machine}),
+                    RelRow("Operation", "ON_MACHINE", "Machine", operation_id, machine),
+                ]
+    return rows
+
+
+def _performance(path: Path) -> Iterator[Item]:
     """One Record per SegmentResponse, streamed."""
     order: str | None = None
     depth: list[str] = []

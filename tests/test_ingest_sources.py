@@ -102,6 +102,16 @@ def test_b2mml_actuals_join_the_sap_orders(plant: tuple) -> None:
         in reasons[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[2]")]
     )
     assert store.read("MATCH (o:Operation {operation_id: '7777777/0020'}) RETURN o") == []
+    planned = _one(
+        store,
+        "MATCH (:ProductionOrder {order_id: '1000124'})-[:HAS_OPERATION]->"
+        "(o:Operation {operation_id: '1000124/0010'})-[:ON_MACHINE]->(m:Machine) "
+        "RETURN m.machine_id AS machine, o.planned_end IS NOT NULL AS planned",
+    )
+    assert planned == {"machine": "M-101", "planned": True}
+    assert reasons[("production_schedule.xml", "ProductionRequest[2]")] == (
+        "ProductionRequest without ID"
+    )
 
 
 def test_worker_data_is_linked_through_aliases(plant: tuple) -> None:
