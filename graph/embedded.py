@@ -9,6 +9,7 @@ with a generated root password kept (mode 0600) in its data directory.
 from __future__ import annotations
 
 import base64
+import fcntl
 import importlib.util
 import json
 import os
@@ -183,10 +184,15 @@ class EmbeddedServer:
         Idempotent: a second call finds the running server and only makes sure the
         database exists.
         """
-        state = self.status()
-        if state is None:
-            state = self._launch(timeout)
-        self._ensure_database(state, timeout)
+        self.root_path.mkdir(parents=True, exist_ok=True)
+        # Two commands starting the store at once must not launch two servers on one
+        # data directory: the second waits for the first and then finds it running.
+        with open(self.root_path / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.status()
+            if state is None:
+                state = self._launch(timeout)
+            self._ensure_database(state, timeout)
         self._wait_for_bolt(state, timeout)
         return state
 
@@ -276,10 +282,16 @@ class EmbeddedServer:
 
     def _ensure_database(self, state: ServerState, timeout: float) -> None:
         existing = self._request(state, "GET", "/api/v1/databases").get("result", [])
-        if self.database not in existing:
-            self._request(
-                state, "POST", "/api/v1/server", {"command": f"create database {self.database}"}
-            )
+        if self.database in existing:
+            return
+        try:
+            command = {"command": f"create database {self.database}"}
+            self._request(state, "POST", "/api/v1/server", command)
+        except urllib.error.HTTPError as error:
+            if error.code != 409:  # 409: another process created it first
+                raise EmbeddedServerError(
+                    f"could not create database {self.database!r}: HTTP {error.code}"
+                ) from error
 
     def _wait_for_bolt(self, state: ServerState, timeout: float) -> None:
         from neo4j import GraphDatabase

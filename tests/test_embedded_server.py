@@ -90,3 +90,24 @@ def test_committed_data_survives_a_crash(server: EmbeddedServer) -> None:
         pass
     assert server.status() is None  # a stale state file is noticed and cleared
     assert _count_machines(server.settings) == 20
+
+
+def test_concurrent_starts_share_one_server(server: EmbeddedServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    others = [EmbeddedServer(server.settings) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        states = list(pool.map(lambda s: s.start(), others))
+    assert len({state.pid for state in states}) == 1
+    running = [
+        line for line in Path("/proc").glob("[0-9]*/cmdline")
+        if f"rootPath={server.root_path}\0".encode() in _read(line)
+    ]  # fmt: skip
+    assert len(running) == 1
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
