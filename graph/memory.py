@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from opsgraph.schema import node_spec, rel_spec
+from opsgraph.schema.base import as_utc
 
 from . import queries
 from .store import Store, StoreError
@@ -164,7 +165,7 @@ class DecisionMemory:
                         "note_id": note,
                         "text": text,
                         "note_kind": "decision",
-                        "written_at": _utc(r["at"]),
+                        "written_at": as_utc(r["at"]),
                         "source_system": "opsgraph memory",
                     }
                 )
@@ -177,7 +178,7 @@ class DecisionMemory:
                     "note_id": note,
                     "text": text,
                     "note_kind": "action",
-                    "written_at": _utc(r["at"]),
+                    "written_at": as_utc(r["at"]),
                     "source_system": "opsgraph memory",
                 }
             )
@@ -252,7 +253,7 @@ class DecisionMemory:
                 self._matrix[index] = vector
         if appended:
             self._matrix = np.vstack([self._matrix, np.asarray(appended)])
-        self._loaded_until = max(_utc(r["at"]) for r in rows)
+        self._loaded_until = max(as_utc(r["at"]) for r in rows)
         return len(rows)
 
     def nearest(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[str, float]]:
@@ -345,7 +346,7 @@ class DecisionMemory:
             found["MaterialLot"] |= {lot for o in found.get("Operation", ()) for lot in lots[o]}
             if info["author"]:
                 found["Person"].add(info["author"])
-            at = _utc(info["at"])
+            at = as_utc(info["at"])
             if not _passes(filters, found, deviation_types[note], info["author"], at):
                 continue
             shared = sum(1 for label, key in wanted if key in found.get(label, ()))
@@ -400,13 +401,6 @@ def top_k(matrix: np.ndarray, vector: np.ndarray, k: int) -> list[tuple[int, flo
     best = np.argpartition(-scores, k - 1)[:k]
     best = best[np.argsort(-scores[best])]
     return [(int(i), float(scores[i])) for i in best]
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    native = value.to_native() if hasattr(value, "to_native") else value
-    return native if native.tzinfo else native.replace(tzinfo=UTC)
 
 
 def _entity(label: str | None, props: dict[str, Any]) -> tuple[str, str] | None:

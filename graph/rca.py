@@ -38,7 +38,7 @@ import json
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from typing import Any
 import networkx as nx
 
 from opsgraph.schema import node_spec, rel_spec
+from opsgraph.schema.base import as_utc
 
 from . import queries
 from .store import Store
@@ -61,13 +62,6 @@ EVIDENCE = 3  # operations needed without a rival before that rival can explain 
 
 class RcaError(LookupError):
     """The deviation cannot be analysed (unknown, or nothing to trace from)."""
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    native = value.to_native() if hasattr(value, "to_native") else value
-    return native if native.tzinfo else native.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -189,8 +183,8 @@ class RootCauseAnalyzer:
                 r["machine"],
                 r["machine_type"],
                 r["order"],
-                _utc(r["start"]),
-                _utc(r["end"]),
+                as_utc(r["start"]),
+                as_utc(r["end"]),
             )
             for r in rows
         }
@@ -230,7 +224,7 @@ class RootCauseAnalyzer:
             ops[r["operation"]].order_deviation_types = set(r["orders"])
         for r in self.store.read(queries.RCA_LOTS, ops=names):
             op = ops[r["operation"]]
-            at = _utc(r["at"]) or op.start
+            at = as_utc(r["at"]) or op.start
             path = [
                 _node("Operation", op.operation),
                 _rel("CONSUMED_BY", "in", at),
@@ -288,7 +282,7 @@ class RootCauseAnalyzer:
             op = ops[r["operation"]]
             path = [
                 _node("Operation", op.operation),
-                _rel("NEXT", "in", _utc(r["end"])),
+                _rel("NEXT", "in", as_utc(r["end"])),
                 _node("Operation", r["upstream"]),
             ]
             op.factors.append(
@@ -297,7 +291,7 @@ class RootCauseAnalyzer:
                     "Operation",
                     r["upstream"],
                     "upstream_operation",
-                    _utc(r["end"]),
+                    as_utc(r["end"]),
                     1.0,
                     path,
                 )
@@ -331,13 +325,9 @@ class RootCauseAnalyzer:
         self._alarms(by_machine, self.store.read(queries.RCA_ALARMS, **span))
 
     def _maintenance(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
-        events: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            r["at"] = _utc(r["at"])
-            if r["at"]:
-                events[r["machine"]].append(r)
+        events = _by_machine(rows)
         for machine, ops in by_machine.items():
-            history = sorted(events.get(machine, []), key=lambda e: e["at"])
+            history = events.get(machine, [])
             for op in ops:
                 if not op.start:
                     continue
@@ -368,11 +358,7 @@ class RootCauseAnalyzer:
                     )
 
     def _changeovers(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
-        events: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            r["at"] = _utc(r["at"])
-            if r["at"]:
-                events[r["machine"]].append(r)
+        events = _by_machine(rows)
         for machine, ops in by_machine.items():
             for op in ops:
                 if not op.start:
@@ -401,11 +387,7 @@ class RootCauseAnalyzer:
                     )
 
     def _alarms(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
-        events: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            r["at"] = _utc(r["at"])
-            if r["at"] and r["level"] in ("Warning", "Fault"):
-                events[r["machine"]].append(r)
+        events = _by_machine(rows, lambda r: r["level"] in ("Warning", "Fault"))
         for machine, ops in by_machine.items():
             for op in ops:
                 if not op.start:
@@ -443,7 +425,7 @@ class RootCauseAnalyzer:
                 "deviations of production work (scrap, out of spec, late or short orders)"
             )
         targets = self._ops(self.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"]))
-        around = _utc(deviation["start"]) or next(
+        around = as_utc(deviation["start"]) or next(
             (op.start for op in targets.values() if op.start), datetime.now(UTC)
         )
         stratum, notes = self._stratum(targets, around)
@@ -598,6 +580,20 @@ class RootCauseAnalyzer:
         return {"selected": len(ids), "analysed": analysed, "shared_causes": shared}
 
 
+def _by_machine(
+    rows: list[dict[str, Any]], keep: Callable[[dict[str, Any]], bool] = lambda _: True
+) -> dict[str, list[dict[str, Any]]]:
+    """Machine events with a time, grouped by machine and sorted by time."""
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        row["at"] = as_utc(row["at"])
+        if row["at"] and keep(row):
+            events[row["machine"]].append(row)
+    for history in events.values():
+        history.sort(key=lambda e: e["at"])
+    return events
+
+
 def _relative_ppr(graph: nx.Graph, deviating: list[str], comparison: list[str]) -> dict:
     """PageRank restarting at deviating operations over PageRank restarting anywhere."""
     if not deviating or graph.number_of_edges() == 0:
@@ -652,7 +648,7 @@ def _explained_away(
 def _valid(skill: dict[str, Any], at: datetime | None) -> bool:
     if (skill.get("certified") or "yes").lower() not in ("yes", "true", "valid"):
         return False
-    until = _utc(skill.get("valid_until"))
+    until = as_utc(skill.get("valid_until"))
     return not (until and at and until < at)
 
 
@@ -716,7 +712,7 @@ def baseline_rankings(
     targets = analyzer._ops(
         analyzer.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
     )
-    around = _utc(deviation["start"]) or datetime.now(UTC)
+    around = as_utc(deviation["start"]) or datetime.now(UTC)
     stratum, _ = analyzer._stratum(targets, around)
     for name in list(targets):
         if name in stratum:

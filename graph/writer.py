@@ -20,7 +20,7 @@ from neo4j import ManagedTransaction
 from neomodel import ArrayProperty, JSONProperty
 
 from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
-from opsgraph.schema.base import PROVENANCE_PROPERTIES, UtcDateTimeProperty
+from opsgraph.schema.base import PROVENANCE_PROPERTIES, UtcDateTimeProperty, as_utc
 
 from . import queries
 from .store import Store
@@ -110,11 +110,7 @@ def _props(
 
 
 def _comparable(value: Any) -> Any:
-    if isinstance(value, neo4j.time.DateTime):
-        native = value.to_native()
-        # The embedded store returns UTC datetimes it was given as parameters without a zone.
-        return native if native.tzinfo else native.replace(tzinfo=UTC)
-    return value
+    return as_utc(value) if isinstance(value, neo4j.time.DateTime) else value
 
 
 def _params(

@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from .records import BadRecord, Item, NodeRow, Record, RelRow
+from opsgraph.schema.base import parse_iso
+
+from .records import BadRecord, Item, NodeRow, Record, RelRow, local_name
 
 SOURCE_SYSTEM = "MES (B2MML)"
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _child(element: ET.Element, name: str) -> ET.Element | None:
-    return next((c for c in element if _local(c.tag) == name), None)
+    return next((c for c in element if local_name(c.tag) == name), None)
 
 
 def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return [c for c in element if _local(c.tag) == name]
+    return [c for c in element if local_name(c.tag) == name]
 
 
 def _text(element: ET.Element | None, name: str) -> str | None:
@@ -47,10 +45,9 @@ def _time(element: ET.Element, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not an ISO 8601 date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _quantity(element: ET.Element) -> tuple[float | None, str | None]:
@@ -70,7 +67,7 @@ ROOTS = ("ProductionPerformance", "ProductionSchedule")
 def _root(path: Path) -> str | None:
     try:
         for _, element in ET.iterparse(path, events=("start",)):
-            tag = _local(element.tag)
+            tag = local_name(element.tag)
             return tag if tag in ROOTS else None
     except (ET.ParseError, OSError):
         return None
@@ -94,7 +91,7 @@ def _schedule(path: Path) -> Iterator[Item]:
     requests = 0
     try:
         for _, element in ET.iterparse(path, events=("end",)):
-            if _local(element.tag) != "ProductionRequest":
+            if local_name(element.tag) != "ProductionRequest":
                 continue
             requests += 1
             position = f"ProductionRequest[{requests}]"
@@ -152,7 +149,7 @@ def _performance(path: Path) -> Iterator[Item]:
     responses = segments = 0
     try:
         for event, element in ET.iterparse(path, events=("start", "end")):
-            tag = _local(element.tag)
+            tag = local_name(element.tag)
             if event == "start":
                 depth.append(tag)
                 if tag == "ProductionResponse":

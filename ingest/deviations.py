@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from opsgraph.graph import queries
 from opsgraph.graph.store import Store
+from opsgraph.schema.base import as_utc
 
 from .records import NodeRow, Record, RelRow
 
@@ -29,13 +29,6 @@ class Thresholds:
     late_minutes: float = 60.0  # finished this long after the planned end
     short_fraction: float = 0.02  # completed orders delivering less than 98 % of plan
     downtime_minutes: float = 15.0  # one unplanned stop at least this long
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    native = value.to_native() if hasattr(value, "to_native") else value
-    return native if native.tzinfo else native.replace(tzinfo=UTC)
 
 
 def _deviation(
@@ -54,8 +47,8 @@ def _deviation(
         "severity": severity,
         "detected_by": f"rule:{rule}",
         "description": description,
-        "start": _utc(start),
-        "end": _utc(end),
+        "start": as_utc(start),
+        "end": as_utc(end),
     }
     rows: list[NodeRow | RelRow] = [
         NodeRow("Deviation", {k: v for k, v in props.items() if v is not None})
@@ -88,7 +81,7 @@ def scrap(store: Store, limits: Thresholds) -> Iterator[Record]:
 
 def orders(store: Store, limits: Thresholds) -> Iterator[Record]:
     for r in store.read(queries.ORDER_COMPLETION):
-        planned, finished = _utc(r["planned_end"]), _utc(r["finished"])
+        planned, finished = as_utc(r["planned_end"]), as_utc(r["finished"])
         if planned and finished:
             late = (finished - planned).total_seconds() / 60
             if late >= limits.late_minutes:

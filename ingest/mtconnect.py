@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+from opsgraph.schema.base import parse_iso
+
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, local_name
 
 SOURCE_SYSTEM = "MTConnect"
 
@@ -36,21 +38,16 @@ EXECUTION_STATES = {
 CONDITION_LEVELS = ("Warning", "Fault")
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _time(value: str | None) -> datetime:
     if not value:
         raise ValueError("observation without a timestamp")
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_iso(value)
 
 
 def looks_like(path: Path) -> bool:
     try:
         for _, element in ET.iterparse(path, events=("start",)):
-            return _local(element.tag) == "MTConnectStreams"
+            return local_name(element.tag) == "MTConnectStreams"
     except (ET.ParseError, OSError):
         return False
     return False
@@ -81,7 +78,7 @@ def parse(path: Path) -> Iterator[Item]:
     component = ""
     try:
         for event, element in ET.iterparse(path, events=("start", "end")):
-            tag = _local(element.tag)
+            tag = local_name(element.tag)
             if event == "start":
                 if tag == "MTConnectError":
                     yield BadRecord("file", "the agent answered with an MTConnectError document")

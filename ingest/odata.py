@@ -16,6 +16,8 @@ from typing import Any
 
 import ijson
 
+from opsgraph.schema.base import parse_iso
+
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
@@ -78,10 +80,9 @@ def odata_date(value: Any, name: str) -> date | datetime | None:
         # The milliseconds are UTC; an Edm.DateTimeOffset's "+0100" only names the sender's zone.
         return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError:
         raise ODataValueError(f"{name}: {value!r} is neither /Date(ms)/ nor ISO 8601") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def odata_time(value: Any, name: str) -> time | None:

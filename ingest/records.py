@@ -51,3 +51,8 @@ class SkippedRecord:
 
 
 Item = Record | BadRecord | SkippedRecord
+
+
+def local_name(tag: str) -> str:
+    """An XML tag without its namespace, so any B2MML or MTConnect version reads alike."""
+    return tag.rsplit("}", 1)[-1]

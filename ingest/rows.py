@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ijson
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
-from opsgraph.schema.base import UtcDateTimeProperty
+from opsgraph.schema.base import UtcDateTimeProperty, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow
 
@@ -51,7 +50,7 @@ def _typed(properties: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, A
     for name, value in row.items():
         if isinstance(properties.get(name), UtcDateTimeProperty) and isinstance(value, str):
             try:
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                value = parse_iso(value)
             except ValueError:
                 pass  # left as text: the writer rejects it with the property named
         typed[name] = value

@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ijson
+
+from opsgraph.schema.base import parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
 
@@ -38,10 +40,9 @@ def _time(value: Any, field: str) -> datetime | None:
     if value in (None, ""):
         return None
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parse_iso(str(value))
     except ValueError:
         raise _Bad(f"{field}: {value!r} is not an ISO 8601 date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _number(value: Any, field: str) -> float | None:

@@ -14,14 +14,13 @@ import string
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from neomodel import BooleanProperty, FloatProperty, IntegerProperty
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
-from opsgraph.schema.base import UtcDateTimeProperty
+from opsgraph.schema.base import UtcDateTimeProperty, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow
 
@@ -100,8 +99,7 @@ def _convert_to(target: Any, raw: Any, column: str) -> Any:
     try:
         if isinstance(target, UtcDateTimeProperty):
             if isinstance(text, str):
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                return parse_iso(text)
             raise ValueError
         if isinstance(target, FloatProperty):
             return float(text)

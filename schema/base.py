@@ -27,6 +27,24 @@ MANAGED_PROPERTIES = frozenset({"ingest_run", "ingested_at", "updated_at"})
 PROVENANCE_PROPERTIES = frozenset({"source_system", "source_record"})
 
 
+def as_utc(value: Any) -> datetime | None:
+    """A stored timestamp (driver DateTime or Python datetime) as an aware UTC datetime.
+
+    The embedded store returns UTC datetimes it was given as parameters without a zone.
+    """
+    if value is None:
+        return None
+    native = value.to_native() if hasattr(value, "to_native") else value
+    return native.astimezone(UTC) if native.tzinfo else native.replace(tzinfo=UTC)
+
+
+def parse_iso(text: str) -> datetime:
+    """ISO 8601 text (``Z`` allowed) as an aware datetime; without a zone it is taken as UTC,
+    which is what MES, worker apps and CSV exports mean by a bare timestamp."""
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):
     """A native Cypher datetime that is always timezone-aware UTC.
 
@@ -50,9 +68,7 @@ class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):
 
     @validator
     def inflate(self, value: Any) -> datetime:
-        native = value.to_native() if hasattr(value, "to_native") else value
-        # The embedded store hands back UTC datetimes without a zone.
-        return native if native.tzinfo else native.replace(tzinfo=UTC)
+        return as_utc(value)
 
 
 class OpsNode(StructuredNode):
