@@ -278,16 +278,20 @@ RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
 LIMIT $cap
 """
 
+# Anchor first on the indexed business key, then expand: the embedded store plans patterns
+# in the order they are written.
 RCA_LOTS = """
 UNWIND $ops AS oid
-MATCH (l:MaterialLot)-[c:CONSUMED_BY]->(:Operation {operation_id: oid})
+MATCH (o:Operation {operation_id: oid})
+MATCH (o)<-[c:CONSUMED_BY]-(l:MaterialLot)
 OPTIONAL MATCH (s:Supplier)-[:SUPPLIED]->(l)
 RETURN oid AS operation, l.lot_id AS lot, s.supplier_id AS supplier, c.posted_at AS at
 """
 
 RCA_PEOPLE = """
 UNWIND $ops AS oid
-MATCH (p:Person)-[:PERFORMED]->(:Operation {operation_id: oid})
+MATCH (o:Operation {operation_id: oid})
+MATCH (o)<-[:PERFORMED]-(p:Person)
 OPTIONAL MATCH (p)-[h:HAS_SKILL]->(s:Skill)
 RETURN oid AS operation, p.person_id AS person,
        collect({skill: s.skill_id, certified: h.certified, valid_until: h.valid_until}) AS skills
@@ -295,7 +299,8 @@ RETURN oid AS operation, p.person_id AS person,
 
 RCA_UPSTREAM = """
 UNWIND $ops AS oid
-MATCH (u:Operation)-[:NEXT]->(:Operation {operation_id: oid})
+MATCH (o:Operation {operation_id: oid})
+MATCH (o)<-[:NEXT]-(u:Operation)
 OPTIONAL MATCH (u)-[:ON_MACHINE]->(m:Machine)
 RETURN oid AS operation, u.operation_id AS upstream, m.machine_id AS machine, u.actual_end AS end
 """
@@ -422,7 +427,7 @@ RETURN DISTINCT nid AS note, labels(u)[0] AS label, properties(u) AS props
 
 MEMORY_MACHINE_LINES = """
 UNWIND $machines AS mid
-MATCH (l:Line)-[:HAS_MACHINE]->(:Machine {machine_id: mid})
+MATCH (:Machine {machine_id: mid})<-[:HAS_MACHINE]-(l:Line)
 RETURN mid AS machine, l.line_id AS line
 """
 
@@ -434,13 +439,13 @@ RETURN oid AS order, p.product_id AS product
 
 MEMORY_OPERATION_LOTS = """
 UNWIND $ops AS oid
-MATCH (l:MaterialLot)-[:CONSUMED_BY]->(:Operation {operation_id: oid})
+MATCH (:Operation {operation_id: oid})<-[:CONSUMED_BY]-(l:MaterialLot)
 RETURN oid AS operation, l.lot_id AS lot
 """
 
 MEMORY_DECISIONS = """
 UNWIND $deviations AS did
-MATCH (d:Decision)-[:ABOUT]->(dev:Deviation {deviation_id: did})
+MATCH (dev:Deviation {deviation_id: did})<-[:ABOUT]-(d:Decision)
 OPTIONAL MATCH (d)-[:HAS_OUTCOME]->(o:Outcome)
 RETURN did AS deviation, dev.deviation_type AS deviation_type, d.decision_id AS decision,
        d.summary AS summary, d.decision_type AS decision_type, d.decided_at AS decided_at,
