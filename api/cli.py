@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.graph import queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
@@ -434,6 +435,52 @@ def search(
             console.print(
                 f"     decided {decision['decision']}: {decision['summary']} -> {outcome}"
             )
+
+
+# -- API ------------------------------------------------------------------------------------------
+
+apikey_app = typer.Typer(help="API keys for the GraphQL API.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    ctx: typer.Context,
+    role: Annotated[
+        str, typer.Option(help="reader (queries) or writer (also mutations).")
+    ] = "reader",
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    settings: Settings = ctx.obj
+    key = ApiKeys(settings.home).create(role, name)
+    if as_json:
+        _emit({"key": key, "role": role, "name": name})
+    else:
+        console.print(f"{key}\n[dim]{role} key; send it as 'Authorization: Bearer <key>'[/]")
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    production: Annotated[bool, typer.Option(help="No GraphiQL, no introspection.")] = False,
+    auth: Annotated[bool, typer.Option(help="Require API keys (default).")] = True,
+    cors: Annotated[list[str] | None, typer.Option(help="Allowed browser origin.")] = None,
+) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql) and /health with uvicorn."""
+    import uvicorn
+
+    settings: Settings = ctx.obj
+    store = _open(ctx, False)
+    console.print(f"GraphQL on http://{host}:{port}/graphql ({store.description})")
+    try:
+        uvicorn.run(create_app(store, settings, auth=auth, production=production,
+                               cors_origins=cors or []), host=host, port=port)  # fmt: skip
+    finally:
+        store.close()
 
 
 # -- demo ---------------------------------------------------------------------------------------

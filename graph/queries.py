@@ -472,3 +472,50 @@ CALL db.index.vector.queryNodes('opsgraph_note_embedding', $k, $vector)
 YIELD node, score
 RETURN node.note_id AS note, score
 """
+
+
+# -- reading the graph for the API (graph/read.py) ------------------------------------------
+
+
+def nodes_by_key(label: str, key: str) -> str:
+    return (
+        "UNWIND $keys AS k\n"
+        f"MATCH (x:{ident(label)} {{{ident(key)}: k}})\n"
+        "RETURN k AS key, properties(x) AS props"
+    )
+
+
+def neighbours(
+    start_label: str, start_key: str, rel_type: str, end_label: str, end_key: str, outgoing: bool
+) -> str:
+    """For each of ``$keys`` on one side, the nodes at the other end of the relationship."""
+    if outgoing:
+        anchor, pattern = (
+            f"(a:{ident(start_label)} {{{ident(start_key)}: k}})",
+            f"(a)-[:{ident(rel_type)}]->(x:{ident(end_label)})",
+        )
+    else:
+        anchor, pattern = (
+            f"(b:{ident(end_label)} {{{ident(end_key)}: k}})",
+            f"(b)<-[:{ident(rel_type)}]-(x:{ident(start_label)})",
+        )
+    return (
+        f"UNWIND $keys AS k\nMATCH {anchor}\nMATCH {pattern}\n"
+        "RETURN k AS key, properties(x) AS props"
+    )
+
+
+def page(label: str, key: str, equals: Sequence[str], time_property: str | None) -> str:
+    """One page of a label ordered by business key, after a cursor, with equality filters
+    (``$f_<name>``) and an optional time range on ``time_property``."""
+    where = ["($after IS NULL OR x." + ident(key) + " > $after)"]
+    where += [f"x.{ident(name)} = $f_{name}" for name in equals]
+    if time_property:
+        t = ident(time_property)
+        where.append(f"($since IS NULL OR x.{t} >= datetime($since))")
+        where.append(f"($until IS NULL OR x.{t} <= datetime($until))")
+    return (
+        f"MATCH (x:{ident(label)})\n"
+        f"WHERE {' AND '.join(where)}\n"
+        f"RETURN properties(x) AS props ORDER BY x.{ident(key)} LIMIT $limit"
+    )

@@ -47,6 +47,7 @@ class RelSpec:
     end: NodeSpec
     model: type[StructuredRel]
     properties: Mapping[str, Property]
+    attribute: str = ""  # the relationship's name on the start class (e.g. "operations")
 
     @property
     def name(self) -> str:
@@ -108,7 +109,7 @@ def rel_specs() -> tuple[RelSpec, ...]:
     found: list[RelSpec] = []
     for spec in nodes.values():
         rels = spec.cls.defined_properties(aliases=False, properties=False, rels=True)
-        for rel in rels.values():
+        for attribute, rel in rels.items():
             rel.lookup_node_class()
             end_cls = rel.definition["node_class"]
             rel_model = rel.definition["model"]
@@ -119,6 +120,7 @@ def rel_specs() -> tuple[RelSpec, ...]:
                     end=nodes[end_cls.__label__],
                     model=rel_model,
                     properties=_writable(rel_model.defined_properties(aliases=False)),
+                    attribute=attribute,
                 )
             )
     return tuple(found)

@@ -1,0 +1,304 @@
+"""GraphQL types generated from the model classes, so a property or relationship added to the
+model appears in the API without a second list. Resolvers are thin: they call graph/read.py
+through per-request DataLoaders, so following a relationship for 100 parents is one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from neomodel import BooleanProperty, FloatProperty, IntegerProperty, JSONProperty
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.fastapi import BaseContext
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from opsgraph.graph import read
+from opsgraph.graph.memory import DecisionMemory, Filters
+from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
+from opsgraph.graph.store import Store
+from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
+from opsgraph.schema.base import UtcDateTimeProperty, as_utc
+
+MAX_PAGE = 100
+MAX_DEPTH = 8
+
+
+class Context(BaseContext):
+    """Per request: the store, the caller's role and the DataLoaders (never shared)."""
+
+    def __init__(self, store: Store, role: str = "reader", memory: DecisionMemory | None = None):
+        super().__init__()
+        self.store = store
+        self.role = role
+        self.memory = memory
+        self.loaders: dict[Any, DataLoader] = {}
+
+    def loader(self, key: Any, batch: Callable[[list[str]], Awaitable[list[Any]]]) -> DataLoader:
+        if key not in self.loaders:
+            self.loaders[key] = DataLoader(load_fn=batch)
+        return self.loaders[key]
+
+
+@strawberry.interface
+class Node:
+    """Anything in the graph, refetchable by its global ``id`` ("Label:businessKey")."""
+
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def _python_type(prop: Any) -> Any:
+    if isinstance(prop, UtcDateTimeProperty):
+        return datetime
+    if isinstance(prop, FloatProperty):
+        return float
+    if isinstance(prop, IntegerProperty):
+        return int
+    if isinstance(prop, BooleanProperty):
+        return bool
+    if isinstance(prop, JSONProperty):
+        return JSON
+    return str
+
+
+def _cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _uncursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise GraphQLError(f"invalid cursor {cursor!r}") from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _Types:
+    """Builds one GraphQL type per label, with its relationships as fields."""
+
+    def __init__(self) -> None:
+        self.classes: dict[str, type] = {}
+        self.specs = node_specs()
+        for spec in self.specs.values():
+            self.classes[spec.label] = self._node_class(spec)
+        for rel in rel_specs():
+            self._relationship_field(rel, outgoing=True)
+            self._relationship_field(rel, outgoing=False)
+        self.types = {label: strawberry.type(cls) for label, cls in self.classes.items()}
+
+    def _node_class(self, spec: NodeSpec) -> type:
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"__doc__": (spec.cls.__doc__ or f"A {spec.label}.").strip()}
+        for name, prop in spec.properties.items():
+            if name in read.HIDDEN:
+                continue
+            annotations[name] = _python_type(prop) | None
+            namespace[name] = None
+        namespace["__annotations__"] = annotations
+        return type(spec.label, (Node,), namespace)
+
+    def _relationship_field(self, rel: RelSpec, outgoing: bool) -> None:
+        owner = self.classes[rel.start.label if outgoing else rel.end.label]
+        other = rel.end if outgoing else rel.start
+        if outgoing:
+            name = rel.attribute
+        else:
+            name = f"{other.label[0].lower()}{other.label[1:]}s_{rel.type.lower()}"
+            name = _camel(name)
+        if name in getattr(owner, "__annotations__", {}) or hasattr(owner, name):
+            return
+        make = self.make
+        own = rel.start if outgoing else rel.end
+
+        async def resolve(root: Any, info: Info) -> list[Any]:
+            context: Context = info.context
+
+            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
+                found = await asyncio.to_thread(read.neighbours, context.store, rel, keys, outgoing)
+                return [found.get(k, []) for k in keys]
+
+            loader = context.loader((rel.name, outgoing), batch)
+            rows = await loader.load(str(getattr(root, own.key)))
+            return [make(other.label, row) for row in rows]
+
+        resolve.__annotations__ = {
+            "root": Any,
+            "info": Info,
+            "return": list[self.classes[other.label]],
+        }
+        direction = "->" if outgoing else "<-"
+        setattr(owner, name, strawberry.field(
+            resolver=resolve,
+            description=f"{direction} [:{rel.type}] {other.label}",
+        ))  # fmt: skip
+
+    def make(self, label: str, props: dict[str, Any]) -> Any:
+        spec = self.specs[label]
+        values = {}
+        for name, prop in spec.properties.items():
+            if name in read.HIDDEN:
+                continue
+            value = props.get(name)
+            if value is not None and isinstance(prop, UtcDateTimeProperty):
+                value = as_utc(value)
+            values[name] = value
+        return self.types[label](id=f"{label}:{props.get(spec.key)}", **values)
+
+
+TYPES: _Types | None = None
+
+
+def _types() -> _Types:
+    global TYPES
+    if TYPES is None:
+        TYPES = _Types()
+    return TYPES
+
+
+def _connection(spec: NodeSpec, node_type: type) -> tuple[type, type]:
+    edge = strawberry.type(type(f"{spec.label}Edge", (), {
+        "__annotations__": {"cursor": str, "node": node_type},
+    }))  # fmt: skip
+    connection = strawberry.type(type(f"{spec.label}Connection", (), {
+        "__annotations__": {"edges": list[edge], "nodes": list[node_type], "page_info": PageInfo},
+    }))  # fmt: skip
+    return edge, connection
+
+
+def _filter_input(spec: NodeSpec) -> type | None:
+    fields: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    for name, prop in spec.properties.items():
+        if getattr(prop, "index", False) and not isinstance(prop, UtcDateTimeProperty):
+            fields[name] = _python_type(prop) | None
+            namespace[name] = None
+    if spec.temporal:
+        fields["since"] = datetime | None
+        fields["until"] = datetime | None
+        namespace.update(since=None, until=None)
+    if not fields:
+        return None
+    namespace["__annotations__"] = fields
+    return strawberry.input(type(f"{spec.label}Filter", (), namespace))
+
+
+def _list_field(spec: NodeSpec) -> Any:
+    types = _types()
+    node_type = types.types[spec.label]
+    edge, connection = _connection(spec, node_type)
+    filter_type = _filter_input(spec)
+
+    async def resolve(
+        info: Info, first: int = 20, after: str | None = None, filter: Any = None
+    ) -> Any:
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        criteria = {k: v for k, v in vars(filter).items()} if filter is not None else {}
+        since, until = criteria.pop("since", None), criteria.pop("until", None)
+        rows, more = await asyncio.to_thread(
+            read.page,
+            info.context.store,
+            spec.label,
+            first,
+            _uncursor(after),
+            criteria,
+            since,
+            until,
+        )
+        nodes = [types.make(spec.label, row) for row in rows]
+        edges = [
+            edge(cursor=_cursor(str(row[spec.key])), node=node)
+            for row, node in zip(rows, nodes, strict=True)
+        ]
+        return connection(edges=edges, nodes=nodes, page_info=PageInfo(
+            has_next_page=more, end_cursor=edges[-1].cursor if edges else None))  # fmt: skip
+
+    if filter_type is None:  # every label has an indexed property (source_system)
+        raise SchemaError(f"{spec.label} has no indexed property to filter on")
+    resolve.__annotations__ = {
+        "info": Info,
+        "first": int,
+        "after": str | None,
+        "filter": filter_type | None,
+        "return": connection,
+    }
+    return strawberry.field(resolver=resolve, description=f"{spec.label} nodes, by business key")
+
+
+def _plural(label: str) -> str:
+    name = label[0].lower() + label[1:]
+    return name[:-1] + "ies" if name.endswith("y") else name + "s"
+
+
+def build_schema(introspection: bool = True) -> strawberry.Schema:
+    """The whole schema: one list field per label, node(id), root causes and search."""
+    types = _types()
+    namespace: dict[str, Any] = {}
+    for spec in types.specs.values():
+        namespace[_plural(spec.label)] = _list_field(spec)
+
+    async def node(info: Info, id: strawberry.ID) -> Node | None:  # noqa: A002
+        label, _, key = str(id).partition(":")
+        try:
+            spec = node_spec(label)
+        except SchemaError:
+            raise GraphQLError(f"unknown id {id!r}: expected 'Label:key'") from None
+        found = await asyncio.to_thread(read.nodes_by_key, info.context.store, spec.label, [key])
+        return types.make(spec.label, found[key]) if key in found else None
+
+    async def root_causes(info: Info, deviation: str, top: int = 5) -> JSON:
+        def analyse() -> Any:
+            return RootCauseAnalyzer(info.context.store, top=top).analyze(deviation).as_dict()
+
+        try:
+            return await asyncio.to_thread(analyse)
+        except RcaError as error:
+            raise GraphQLError(str(error)) from None
+
+    async def search_notes(
+        info: Info, query: str, first: int = 5, machine: str | None = None,
+        line: str | None = None, deviation_type: str | None = None,
+    ) -> JSON:  # fmt: skip
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        memory = info.context.memory or DecisionMemory(info.context.store)
+        filters = Filters(machine=machine, line=line, deviation_type=deviation_type)
+        hits = await asyncio.to_thread(memory.search, query, filters, (), None, first)
+        return [hit.as_dict() for hit in hits]
+
+    namespace["node"] = strawberry.field(resolver=node, description="Refetch anything by id.")
+    namespace["root_causes"] = strawberry.field(
+        resolver=root_causes, description="Ranked likely causes of a deviation, with evidence."
+    )
+    namespace["search_notes"] = strawberry.field(
+        resolver=search_notes, description="Notes and decisions by meaning, with graph filters."
+    )
+    query = strawberry.type(type("Query", (), namespace))
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+    ]
+    if not introspection:
+        from graphql.validation import NoSchemaIntrospectionCustomRule
+
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(query=query, types=list(types.types.values()), extensions=extensions)

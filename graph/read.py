@@ -1,0 +1,82 @@
+"""Plain read services over the model, shared by the GraphQL API and scripts: nodes by key,
+neighbours along a declared relationship (batched for DataLoaders) and keyset pages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec
+
+from . import queries
+from .store import Store
+
+HIDDEN = frozenset({"embedding"})  # too big to return; search uses it
+
+
+def _clean(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k not in HIDDEN}
+
+
+def nodes_by_key(store: Store, label: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Properties of the nodes with these business keys (missing keys are absent)."""
+    spec = node_spec(label)
+    rows = store.read(queries.nodes_by_key(spec.label, spec.key), keys=list(keys))
+    return {r["key"]: _clean(r["props"]) for r in rows}
+
+
+def neighbours(
+    store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool = True
+) -> dict[str, list[dict[str, Any]]]:
+    """For each key on one side of ``spec``, the nodes at the other end, in key order."""
+    query = queries.neighbours(
+        spec.start.label, spec.start.key, spec.type, spec.end.label, spec.end.key, outgoing
+    )
+    other = spec.end if outgoing else spec.start
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.read(query, keys=list(keys)):
+        found[row["key"]].append(_clean(row["props"]))
+    for rows in found.values():
+        rows.sort(key=lambda p: str(p.get(other.key)))
+    return found
+
+
+def page(
+    store: Store,
+    label: str,
+    first: int,
+    after: str | None = None,
+    equals: Mapping[str, Any] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of nodes ordered by business key after ``after``; True if more follow."""
+    spec: NodeSpec = node_spec(label)
+    equals = {k: v for k, v in (equals or {}).items() if v is not None}
+    unknown = set(equals) - set(spec.properties)
+    if unknown:
+        raise SchemaError(f"{spec.label} has no properties {sorted(unknown)} to filter on")
+    time_property = _time_property(spec) if since or until else None
+    query = queries.page(spec.label, spec.key, sorted(equals), time_property)
+    rows = store.read(
+        query,
+        after=after,
+        limit=first + 1,
+        since=since.isoformat() if since else None,
+        until=until.isoformat() if until else None,
+        **{f"f_{name}": value for name, value in equals.items()},
+    )
+    return [_clean(r["props"]) for r in rows[:first]], len(rows) > first
+
+
+def _time_property(spec: NodeSpec) -> str:
+    """The timestamp a label is filtered by in time: its first indexed one."""
+    for name in spec.properties:
+        prop = spec.properties[name]
+        if name in spec.temporal and getattr(prop, "index", False):
+            return name
+    if spec.temporal:
+        return sorted(spec.temporal)[0]
+    raise SchemaError(f"{spec.label} has no timestamp to filter a time range on")

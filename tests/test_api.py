@@ -1,0 +1,175 @@
+"""The GraphQL API through HTTP: deep queries, pagination, batching, auth and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.graph.settings import Settings
+from opsgraph.graph.store import Store
+from opsgraph.graph.writer import BulkWriter
+from opsgraph.schema import rel_spec
+
+T0 = datetime(2026, 11, 2, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(store: Store, settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict]]:
+    w = BulkWriter(store)
+    w.upsert_nodes("Machine", [{"machine_id": f"M-{m}", "machine_type": "mill"} for m in range(3)])
+    orders = [
+        {
+            "order_id": f"{1000100 + i}",
+            "total_quantity": 100.0,
+            "planned_start": T0 + timedelta(hours=i),
+        }
+        for i in range(40)
+    ]
+    w.upsert_nodes("ProductionOrder", orders)
+    ops = [
+        {"operation_id": f"{o['order_id']}/{n:04d}", "actual_start": o["planned_start"]}
+        for o in orders
+        for n in (10, 20)
+    ]
+    w.upsert_nodes("Operation", ops)
+    w.upsert_relationships(
+        rel_spec("ProductionOrder", "HAS_OPERATION", "Operation"),
+        [{"start": op["operation_id"].split("/")[0], "end": op["operation_id"]} for op in ops],
+    )
+    w.upsert_relationships(
+        rel_spec("Operation", "ON_MACHINE", "Machine"),
+        [{"start": op["operation_id"], "end": f"M-{i % 3}"} for i, op in enumerate(ops)],
+    )
+    w.upsert_nodes("Alarm", [{"alarm_id": "A-1", "code": "SPINDLE_VIB", "raised_at": T0}])
+    w.upsert_relationships(rel_spec("Machine", "RAISED", "Alarm"), [{"start": "M-0", "end": "A-1"}])
+    w.upsert_nodes(
+        "Deviation",
+        [{"deviation_id": "DEV-1", "deviation_type": "scrap", "severity": "high", "start": T0}],
+    )
+    w.upsert_relationships(
+        rel_spec("Deviation", "ABOUT", "ProductionOrder"), [{"start": "DEV-1", "end": "1000100"}]
+    )
+    home_settings = Settings(home=tmp_path)
+    keys = ApiKeys(tmp_path)
+    tokens = {"reader": keys.create("reader", "tests"), "writer": keys.create("writer", "tests")}
+    return TestClient(create_app(store, home_settings)), tokens
+
+
+def _post(client: TestClient, token: str | None, query: str, variables: dict | None = None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+
+
+DEEP = """
+query ($first: Int!, $after: String) {
+  productionOrders(first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id orderId totalQuantity plannedStart
+      operations { operationId machine { machineId alarms { code } } }
+      deviationsAbout { deviationId severity }
+    }
+  }
+}
+"""
+
+
+def test_requests_without_a_valid_key_are_refused(api: tuple) -> None:
+    client, _ = api
+    for token in (None, "og_not-a-key"):
+        response = _post(client, token, "{ machines(first: 1) { nodes { machineId } } }")
+        assert response.status_code == 401
+        assert "API key" in response.json()["detail"]
+
+
+def test_a_deep_query_follows_the_graph(api: tuple) -> None:
+    client, tokens = api
+    body = _post(client, tokens["reader"], DEEP, {"first": 2}).json()
+    assert "errors" not in body, body
+    first = body["data"]["productionOrders"]["nodes"][0]
+    assert first["id"] == "ProductionOrder:1000100" and first["totalQuantity"] == 100.0
+    assert first["plannedStart"].startswith("2026-11-02T06:00:00")
+    assert [op["operationId"] for op in first["operations"]] == ["1000100/0010", "1000100/0020"]
+    assert first["operations"][0]["machine"] == [
+        {"machineId": "M-0", "alarms": [{"code": "SPINDLE_VIB"}]}
+    ]
+    assert first["deviationsAbout"] == [{"deviationId": "DEV-1", "severity": "high"}]
+
+
+def test_pagination_is_stable_and_complete(api: tuple) -> None:
+    client, tokens = api
+    seen, after = [], None
+    while True:
+        page = _post(client, tokens["reader"], DEEP, {"first": 7, "after": after}).json()
+        connection = page["data"]["productionOrders"]
+        seen += [n["orderId"] for n in connection["nodes"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert seen == [f"{1000100 + i}" for i in range(40)]
+
+
+def test_following_relationships_is_batched_not_n_plus_1(api: tuple, store: Store) -> None:
+    client, tokens = api
+    calls = []
+    original = store.read
+
+    def counting(query: str, **params):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return original(query, **params)
+
+    store.read = counting  # type: ignore[method-assign]
+    try:
+        body = _post(client, tokens["reader"], DEEP, {"first": 40}).json()
+    finally:
+        store.read = original  # type: ignore[method-assign]
+    assert len(body["data"]["productionOrders"]["nodes"]) == 40
+    # one page query + one per relationship level (operations, machine, alarms, deviations)
+    assert len(calls) == 5, calls
+
+
+def test_node_refetches_by_id_and_filters_select(api: tuple) -> None:
+    client, tokens = api
+    query = (
+        '{ node(id: "Machine:M-2") { id ... on Machine { machineId machineType } } '
+        '  deviations(first: 5, filter: {severity: "high"}) { nodes { deviationId } } '
+        '  none: deviations(first: 5, filter: {severity: "low"}) { nodes { deviationId } } }'
+    )
+    body = _post(client, tokens["reader"], query).json()
+    assert body["data"]["node"] == {"id": "Machine:M-2", "machineId": "M-2", "machineType": "mill"}
+    assert body["data"]["deviations"]["nodes"] == [{"deviationId": "DEV-1"}]
+    assert body["data"]["none"]["nodes"] == []
+
+
+def test_hostile_and_malformed_queries_get_clear_errors(api: tuple) -> None:
+    client, tokens = api
+    nested = (
+        "{ machines(first: 1) { nodes { "
+        + "operationsOnMachine { machine { " * 6
+        + "machineId"
+        + " } }" * 6
+        + " } } }"
+    )
+    body = _post(client, tokens["reader"], nested).json()
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+    body = _post(client, tokens["reader"], "{ machines(first: 1) { nodes { machineId }").json()
+    assert "Syntax Error" in body["errors"][0]["message"]
+    body = _post(client, tokens["reader"], DEEP, {"first": "many"}).json()
+    assert "Int cannot represent" in body["errors"][0]["message"]
+    body = _post(client, tokens["reader"], DEEP, {"first": 1000}).json()
+    assert body["errors"][0]["message"] == "first must be between 1 and 100"
+    body = _post(client, tokens["reader"], '{ node(id: "Robot:1") { id } }').json()
+    assert body["errors"][0]["message"] == "unknown id 'Robot:1': expected 'Label:key'"
+    assert "Traceback" not in str(body)
+
+
+def test_health(api: tuple) -> None:
+    client, _ = api
+    assert client.get("/health").json()["status"] == "ok"
