@@ -54,6 +54,7 @@ def api(store: Store, settings: Settings, tmp_path: Path) -> Iterator[tuple[Test
     w.upsert_relationships(
         rel_spec("Deviation", "ABOUT", "ProductionOrder"), [{"start": "DEV-1", "end": "1000100"}]
     )
+    w.upsert_nodes("Person", [{"person_id": "00003310", "name": "Mira Sahin"}])
     home_settings = Settings(home=tmp_path)
     keys = ApiKeys(tmp_path)
     tokens = {"reader": keys.create("reader", "tests"), "writer": keys.create("writer", "tests")}
@@ -173,3 +174,53 @@ def test_hostile_and_malformed_queries_get_clear_errors(api: tuple) -> None:
 def test_health(api: tuple) -> None:
     client, _ = api
     assert client.get("/health").json()["status"] == "ok"
+
+
+RECORD = """
+mutation ($client: String!, $about: [EntityRef!]!) {
+  recordDecision(clientId: $client, decidedBy: "00003310", decisionType: "hold",
+                 summary: "Hold the remaining housings for re-inspection", about: $about,
+                 rationale: "Scrap above 10 % on the first order") { decisionId created }
+}
+"""
+
+
+def test_writers_record_decisions_idempotently_and_readers_cannot(api: tuple, store: Store) -> None:
+    client, tokens = api
+    about = [{"label": "Deviation", "key": "DEV-1"}, {"label": "ProductionOrder", "key": "1000100"}]
+    refused = _post(client, tokens["reader"], RECORD, {"client": "c-1", "about": about}).json()
+    assert "may only read" in refused["errors"][0]["message"]
+    first = _post(client, tokens["writer"], RECORD, {"client": "c-1", "about": about}).json()
+    again = _post(client, tokens["writer"], RECORD, {"client": "c-1", "about": about}).json()
+    assert first["data"]["recordDecision"] == {"decisionId": "DEC-c-1", "created": True}
+    assert again["data"]["recordDecision"] == {"decisionId": "DEC-c-1", "created": False}
+    linked = store.read(
+        "MATCH (:Person {person_id: '00003310'})-[:DECIDED]->(d:Decision)-[:ABOUT]->(x) "
+        "RETURN d.decision_id AS d, count(x) AS n, d.source_system AS system"
+    )
+    assert linked == [{"d": "DEC-c-1", "n": 2, "system": "opsgraph api"}]
+    unknown = _post(
+        client,
+        tokens["writer"],
+        RECORD,
+        {"client": "c-2", "about": [{"label": "Deviation", "key": "DEV-404"}]},
+    ).json()
+    assert unknown["errors"][0]["message"] == "unknown Deviation 'DEV-404'"
+    outcome = _post(
+        client,
+        tokens["writer"],
+        'mutation { recordOutcome(decisionId: "DEC-c-1", result: "effective", '
+        'description: "No more rejects") }',
+    ).json()
+    assert outcome["data"]["recordOutcome"] == "DEC-c-1/outcome"
+    bad = _post(
+        client,
+        tokens["writer"],
+        'mutation { recordOutcome(decisionId: "DEC-c-1", result: "great") }',
+    ).json()
+    assert bad["errors"][0]["message"].startswith("result: effective")
+    ack = _post(client, tokens["writer"], 'mutation { acknowledgeDeviation(deviationId: "DEV-1") }')
+    assert ack.json()["data"]["acknowledgeDeviation"] is True
+    assert store.read("MATCH (d:Deviation {deviation_id: 'DEV-1'}) RETURN d.status AS s") == [
+        {"s": "acknowledged"}
+    ]

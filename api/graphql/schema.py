@@ -15,12 +15,18 @@ import strawberry
 from graphql import GraphQLError
 from neomodel import BooleanProperty, FloatProperty, IntegerProperty, JSONProperty
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxAliasesLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from opsgraph.graph import read
+from opsgraph.graph import decisions, read
+from opsgraph.graph.decisions import DecisionError
 from opsgraph.graph.memory import DecisionMemory, Filters
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.store import Store
@@ -146,10 +152,14 @@ class _Types:
             "return": list[self.classes[other.label]],
         }
         direction = "->" if outgoing else "<-"
-        setattr(owner, name, strawberry.field(
-            resolver=resolve,
-            description=f"{direction} [:{rel.type}] {other.label}",
-        ))  # fmt: skip
+        setattr(
+            owner,
+            name,
+            strawberry.field(
+                resolver=resolve,
+                description=f"{direction} [:{rel.type}] {other.label}",
+            ),
+        )
 
     def make(self, label: str, props: dict[str, Any]) -> Any:
         spec = self.specs[label]
@@ -175,12 +185,28 @@ def _types() -> _Types:
 
 
 def _connection(spec: NodeSpec, node_type: type) -> tuple[type, type]:
-    edge = strawberry.type(type(f"{spec.label}Edge", (), {
-        "__annotations__": {"cursor": str, "node": node_type},
-    }))  # fmt: skip
-    connection = strawberry.type(type(f"{spec.label}Connection", (), {
-        "__annotations__": {"edges": list[edge], "nodes": list[node_type], "page_info": PageInfo},
-    }))  # fmt: skip
+    edge = strawberry.type(
+        type(
+            f"{spec.label}Edge",
+            (),
+            {
+                "__annotations__": {"cursor": str, "node": node_type},
+            },
+        )
+    )
+    connection = strawberry.type(
+        type(
+            f"{spec.label}Connection",
+            (),
+            {
+                "__annotations__": {
+                    "edges": list[edge],
+                    "nodes": list[node_type],
+                    "page_info": PageInfo,
+                },
+            },
+        )
+    )
     return edge, connection
 
 
@@ -229,8 +255,11 @@ def _list_field(spec: NodeSpec) -> Any:
             edge(cursor=_cursor(str(row[spec.key])), node=node)
             for row, node in zip(rows, nodes, strict=True)
         ]
-        return connection(edges=edges, nodes=nodes, page_info=PageInfo(
-            has_next_page=more, end_cursor=edges[-1].cursor if edges else None))  # fmt: skip
+        return connection(
+            edges=edges,
+            nodes=nodes,
+            page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+        )
 
     if filter_type is None:  # every label has an indexed property (source_system)
         raise SchemaError(f"{spec.label} has no indexed property to filter on")
@@ -275,9 +304,13 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
             raise GraphQLError(str(error)) from None
 
     async def search_notes(
-        info: Info, query: str, first: int = 5, machine: str | None = None,
-        line: str | None = None, deviation_type: str | None = None,
-    ) -> JSON:  # fmt: skip
+        info: Info,
+        query: str,
+        first: int = 5,
+        machine: str | None = None,
+        line: str | None = None,
+        deviation_type: str | None = None,
+    ) -> JSON:
         if not 1 <= first <= MAX_PAGE:
             raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
         memory = info.context.memory or DecisionMemory(info.context.store)
@@ -293,6 +326,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         resolver=search_notes, description="Notes and decisions by meaning, with graph filters."
     )
     query = strawberry.type(type("Query", (), namespace))
+    mutation = _mutations()
     extensions: list[Any] = [
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=30),
@@ -301,4 +335,101 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(query=query, types=list(types.types.values()), extensions=extensions)
+    extensions.append(lambda: MaskErrors(should_mask_error=_internal))
+    return strawberry.Schema(
+        query=query, mutation=mutation, types=list(types.types.values()), extensions=extensions
+    )
+
+
+def _internal(error: GraphQLError) -> bool:
+    """Mask unexpected failures (they may carry internals); say what a client got wrong."""
+    original = getattr(error, "original_error", None)
+    return original is not None and not isinstance(
+        original, GraphQLError | DecisionError | SchemaError | RcaError | ValueError
+    )
+
+
+@strawberry.input
+class EntityRef:
+    """An entity a decision is about: its label and its source-system key."""
+
+    label: str
+    key: str
+
+
+@strawberry.type
+class DecisionResult:
+    decision_id: str
+    created: bool
+
+
+def _writer(info: Info) -> None:
+    if info.context.role != "writer":
+        raise GraphQLError("this API key may only read; ask for a writer key to change data")
+
+
+def _mutations() -> type:
+    async def record_decision(
+        info: Info,
+        client_id: str,
+        decided_by: str,
+        decision_type: str,
+        summary: str,
+        about: list[EntityRef],
+        rationale: str | None = None,
+    ) -> DecisionResult:
+        """Record a decision (idempotent per client_id: a retry changes nothing)."""
+        _writer(info)
+        refs = [(ref.label, ref.key) for ref in about]
+        recorded = await asyncio.to_thread(
+            decisions.record_decision,
+            info.context.store,
+            client_id,
+            decided_by,
+            decision_type,
+            summary,
+            refs,
+            rationale,
+        )
+        return DecisionResult(decision_id=recorded.decision_id, created=recorded.created)
+
+    async def record_outcome(
+        info: Info, decision_id: str, result: str, description: str | None = None
+    ) -> str:
+        """Say how a decision turned out: effective, partially_effective or ineffective."""
+        _writer(info)
+        return await asyncio.to_thread(
+            decisions.record_outcome, info.context.store, decision_id, result, description
+        )
+
+    async def acknowledge_deviation(info: Info, deviation_id: str) -> bool:
+        """Mark a deviation as acknowledged."""
+        _writer(info)
+        await asyncio.to_thread(decisions.acknowledge_deviation, info.context.store, deviation_id)
+        return True
+
+    async def run_root_cause_analysis(info: Info, deviation_id: str) -> JSON:
+        """Analyse a deviation now and store its CAUSED_BY / CONTRIBUTED_TO edges."""
+        _writer(info)
+
+        def run() -> Any:
+            analyzer = RootCauseAnalyzer(info.context.store)
+            result = analyzer.analyze(deviation_id)
+            analyzer.persist(result)
+            return result.as_dict()
+
+        try:
+            return await asyncio.to_thread(run)
+        except RcaError as error:
+            raise GraphQLError(str(error)) from None
+
+    namespace = {
+        name: strawberry.mutation(resolver=fn)
+        for name, fn in (
+            ("record_decision", record_decision),
+            ("record_outcome", record_outcome),
+            ("acknowledge_deviation", acknowledge_deviation),
+            ("run_root_cause_analysis", run_root_cause_analysis),
+        )
+    }
+    return strawberry.type(type("Mutation", (), namespace))
