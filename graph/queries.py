@@ -519,3 +519,12 @@ def page(label: str, key: str, equals: Sequence[str], time_property: str | None)
         f"WHERE {' AND '.join(where)}\n"
         f"RETURN properties(x) AS props ORDER BY x.{ident(key)} LIMIT $limit"
     )
+
+
+DEVIATIONS_SINCE = """
+MATCH (d:Deviation)
+WHERE d.ingested_at > datetime($since)
+RETURN properties(d) AS props, d.ingested_at AS at
+ORDER BY d.ingested_at
+LIMIT 500
+"""

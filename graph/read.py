@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec
+from opsgraph.schema.base import as_utc
 
 from . import queries
 from .store import Store
@@ -69,6 +70,12 @@ def page(
         **{f"f_{name}": value for name, value in equals.items()},
     )
     return [_clean(r["props"]) for r in rows[:first]], len(rows) > first
+
+
+def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any], datetime]]:
+    """Deviations first written after ``since`` (oldest first), with when they were written."""
+    rows = store.read(queries.DEVIATIONS_SINCE, since=since.isoformat())
+    return [(_clean(r["props"]), as_utc(r["at"])) for r in rows]
 
 
 def _time_property(spec: NodeSpec) -> str:

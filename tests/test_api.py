@@ -224,3 +224,29 @@ def test_writers_record_decisions_idempotently_and_readers_cannot(api: tuple, st
     assert store.read("MATCH (d:Deviation {deviation_id: 'DEV-1'}) RETURN d.status AS s") == [
         {"s": "acknowledged"}
     ]
+
+
+def test_new_deviations_are_pushed_to_subscribers(store: Store) -> None:
+    import asyncio
+
+    from opsgraph.api.graphql import Context, build_schema
+
+    schema = build_schema()
+
+    async def first_pushed() -> dict:
+        stream = await schema.subscribe(
+            "subscription { newDeviations(pollSeconds: 0.2) { deviationId severity } }",
+            context_value=Context(store=store),
+        )
+        pushed = asyncio.create_task(stream.__anext__())  # the subscriber is listening
+        await asyncio.sleep(0.5)
+        BulkWriter(store).upsert_nodes(
+            "Deviation", [{"deviation_id": "DEV-LIVE", "severity": "critical"}]
+        )
+        result = await asyncio.wait_for(pushed, timeout=10)
+        await stream.aclose()
+        return result.data
+
+    assert asyncio.run(first_pushed()) == {
+        "newDeviations": {"deviationId": "DEV-LIVE", "severity": "critical"}
+    }

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -327,6 +327,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     )
     query = strawberry.type(type("Query", (), namespace))
     mutation = _mutations()
+    subscription = _subscriptions(types)
     extensions: list[Any] = [
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=30),
@@ -337,8 +338,29 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     extensions.append(lambda: MaskErrors(should_mask_error=_internal))
     return strawberry.Schema(
-        query=query, mutation=mutation, types=list(types.types.values()), extensions=extensions
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        types=list(types.types.values()),
+        extensions=extensions,
     )
+
+
+def _subscriptions(types: _Types) -> type:
+    async def new_deviations(info: Info, poll_seconds: float = 1.0) -> AsyncGenerator[Any, None]:
+        """Deviations as ingest writes them (checked every ``poll_seconds``)."""
+        seen = datetime.now(UTC)
+        while True:
+            rows = await asyncio.to_thread(read.deviations_since, info.context.store, seen)
+            for props, written in rows:
+                seen = max(seen, written)
+                yield types.make("Deviation", props)
+            await asyncio.sleep(max(0.2, poll_seconds))
+
+    deviation = types.types["Deviation"]
+    new_deviations.__annotations__["return"] = AsyncGenerator[deviation, None]
+    namespace = {"new_deviations": strawberry.subscription(resolver=new_deviations)}
+    return strawberry.type(type("Subscription", (), namespace))
 
 
 def _internal(error: GraphQLError) -> bool:
