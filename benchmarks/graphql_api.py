@@ -1,0 +1,143 @@
+"""GraphQL API latency and throughput on the demo plant, next to the raw service functions.
+
+    python benchmarks/graphql_api.py [--requests 200]
+
+(Not graphql.py: run from this folder, that name would shadow the graphql-core package.)
+
+Loads the demo plant, stores root causes for its quality deviations, serves the API with
+uvicorn on a free loopback port and sends a deep query (deviations -> causes -> their
+suppliers/machines -> decisions -> outcomes) and a list query, from 1 and from 16 concurrent
+clients. The same data fetched by calling graph/read.py directly in this process gives the
+API's overhead ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import threading
+import time
+
+import httpx
+import uvicorn
+from _plants import DemoPlants
+
+from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.graph import read
+from opsgraph.graph.rca import RootCauseAnalyzer
+from opsgraph.graph.settings import Settings
+from opsgraph.schema import rel_spec
+
+DEEP = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
+  deviationId severity description
+  causedByLot { lotId suppliersSupplied { supplierId } }
+  causedByMachine { machineId } causedByPerson { personId name }
+  causedByMaintenance { maintenanceId status } causedByChangeover { changeoverId }
+  decisionsAbout { decisionId summary outcome { result description } }
+} } }"""
+LIST = "{ productionOrders(first: 50) { nodes { orderId status totalQuantity plannedStart } } }"
+
+
+def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
+    """The deep query's data through graph/read.py, as a resolver-free baseline."""
+    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
+    keys = [r["deviation_id"] for r in rows]
+    count = len(rows)
+    for label in ("MaterialLot", "Machine", "Person", "MaintenanceEvent", "Changeover"):
+        found = read.neighbours(store, rel_spec("Deviation", "CAUSED_BY", label), keys)
+        count += sum(map(len, found.values()))
+        if label == "MaterialLot":
+            lots = [lot["lot_id"] for ls in found.values() for lot in ls]
+            read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
+    decisions = read.neighbours(store, rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
+    ids = [d["decision_id"] for ds in decisions.values() for d in ds]
+    read.neighbours(store, rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids)
+    return count
+
+
+def raw_list(store) -> int:  # noqa: ANN001
+    rows, _ = read.page(store, "ProductionOrder", 50)
+    return len(rows)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(
+    url: str, key: str, query: str, clients: int, requests: int
+) -> tuple[list[float], float]:
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    per_client = max(1, requests // clients)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=60) as http:
+            for _ in range(per_client):
+                started = time.perf_counter()
+                response = await http.post(url, json={"query": query}, headers=headers)
+                latencies.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200 and "errors" not in response.json(), (
+                    response.text
+                )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, len(latencies) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    plants = DemoPlants()
+    try:
+        store, _ = plants.load(seed=3, scale=1.0)
+        analyzer = RootCauseAnalyzer(store)
+        for deviation in analyzer.deviations():
+            analyzer.persist(analyzer.analyze(deviation))
+        settings = Settings(home=plants.home)
+        key = ApiKeys(plants.home).create("reader", "benchmark")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(store, settings), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/graphql"
+        header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
+        print(f"{header}   raw p50 ms  ratio")
+        for name, query, raw in (("deep", DEEP, raw_deep), ("list", LIST, raw_list)):
+            raw_times = []
+            for _ in range(30):
+                started = time.perf_counter()
+                raw(store)
+                raw_times.append((time.perf_counter() - started) * 1000)
+            raw_p50 = statistics.median(raw_times)
+            for clients in (1, 16):
+                latencies, rate = asyncio.run(load(url, key, query, clients, args.requests))
+                p50 = statistics.median(latencies)
+                print(
+                    f"{name:<6} {clients:>7} {p50:8.1f} {percentile(latencies, 0.95):8.1f} "
+                    f"{rate:8.1f}   {raw_p50:9.1f}  {p50 / raw_p50:5.2f}x"
+                )
+        print("targets: deep query p95 < 100 ms at 16 clients, overhead ratio < 2x (1 client)")
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+    finally:
+        plants.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
