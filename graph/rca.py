@@ -153,12 +153,18 @@ class RootCauseAnalyzer:
     analysing every deviation of a plant does not pull the same neighbourhood again."""
 
     def __init__(
-        self, store: Store, window_days: float = 30.0, fanout_cap: int = 5000, top: int = 5
+        self,
+        store: Store,
+        window_days: float = 30.0,
+        fanout_cap: int = 5000,
+        top: int = 5,
+        explain_away: bool = True,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
         self.fanout_cap = fanout_cap
         self.top = top
+        self.explain_away = explain_away  # off only to measure what it adds
         self._strata: dict[tuple, tuple[dict[str, Op], list[str]]] = {}
 
     # -- pulling the neighbourhood ----------------------------------------------------------
@@ -483,7 +489,9 @@ class RootCauseAnalyzer:
         bad_ops = set(deviating)
         scores = {cls: relative.get(("factor", cls), 0.0) * f.weight
                   for cls, (f, _) in candidates.items()}  # fmt: skip
-        rivals = sorted(scores, key=lambda c: -scores[c])[:EXPLAIN_AWAY]
+        rivals = (
+            sorted(scores, key=lambda c: -scores[c])[:EXPLAIN_AWAY] if self.explain_away else []
+        )
         causes = []
         for cls, (factor, op) in candidates.items():
             exposed = set(exposure.get(cls, []))
