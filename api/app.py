@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from strawberry.fastapi import GraphQLRouter
 
+from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 
@@ -66,6 +67,7 @@ def create_app(
 ) -> FastAPI:
     """The app around an open store; ``auth=False`` only for local exploration."""
     keys = ApiKeys(settings.home)
+    memory = DecisionMemory(store)  # one per app: the embedding model loads once, on first use
 
     async def context(request: Request) -> Context:
         role = "writer"
@@ -79,7 +81,7 @@ def create_app(
                     detail="missing or unknown API key: send 'Authorization: Bearer <key>' "
                     "(create one with `opsgraph apikey create --role reader`)",
                 )
-        return Context(store=store, role=role)
+        return Context(store=store, role=role, memory=memory)
 
     app = FastAPI(title="opsgraph", description="Execution intelligence for manufacturing")
     graphql = GraphQLRouter(

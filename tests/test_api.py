@@ -250,3 +250,34 @@ def test_new_deviations_are_pushed_to_subscribers(store: Store) -> None:
     assert asyncio.run(first_pushed()) == {
         "newDeviations": {"deviationId": "DEV-LIVE", "severity": "critical"}
     }
+
+
+def test_notes_are_searchable_by_meaning_through_the_api(api: tuple, store: Store) -> None:
+    from opsgraph.graph.memory import DecisionMemory
+
+    client, tokens = api
+    w = BulkWriter(store)
+    w.upsert_nodes(
+        "Note",
+        [
+            {"note_id": "N-1", "text": "Spindle bearing worn out, heavy vibration at high rpm."},
+            {"note_id": "N-2", "text": "Coolant tank topped up after the weekend."},
+        ],
+    )
+    w.upsert_relationships(
+        rel_spec("Note", "ABOUT", "Deviation"), [{"start": "N-1", "end": "DEV-1"}]
+    )
+    w.upsert_relationships(
+        rel_spec("Note", "ABOUT", "Machine"),
+        [{"start": "N-1", "end": "M-0"}, {"start": "N-2", "end": "M-0"}],
+    )
+    DecisionMemory(store).embed()
+    body = _post(
+        client,
+        tokens["reader"],
+        '{ searchNotes(query: "the main shaft shakes when it turns fast", first: 1, '
+        'machine: "M-0") }',
+    ).json()
+    assert body["data"]["searchNotes"][0]["note"] == "N-1"
+    body = _post(client, tokens["reader"], '{ similarDecisions(deviation: "DEV-404") }').json()
+    assert body["errors"][0]["message"] == "no deviation 'DEV-404' in the graph"

@@ -27,7 +27,7 @@ from strawberry.types import Info
 
 from opsgraph.graph import decisions, read
 from opsgraph.graph.decisions import DecisionError
-from opsgraph.graph.memory import DecisionMemory, Filters
+from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.store import Store
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
@@ -318,6 +318,17 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         hits = await asyncio.to_thread(memory.search, query, filters, (), None, first)
         return [hit.as_dict() for hit in hits]
 
+    async def similar_decisions(info: Info, deviation: str, first: int = 5) -> JSON:
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        memory = info.context.memory or DecisionMemory(info.context.store)
+        hits = await asyncio.to_thread(memory.similar_decisions, deviation, first)
+        return [hit.as_dict() for hit in hits]
+
+    namespace["similar_decisions"] = strawberry.field(
+        resolver=similar_decisions,
+        description="Past notes and decisions about situations like this deviation.",
+    )
     namespace["node"] = strawberry.field(resolver=node, description="Refetch anything by id.")
     namespace["root_causes"] = strawberry.field(
         resolver=root_causes, description="Ranked likely causes of a deviation, with evidence."
@@ -367,7 +378,8 @@ def _internal(error: GraphQLError) -> bool:
     """Mask unexpected failures (they may carry internals); say what a client got wrong."""
     original = getattr(error, "original_error", None)
     return original is not None and not isinstance(
-        original, GraphQLError | DecisionError | SchemaError | RcaError | ValueError
+        original,
+        GraphQLError | DecisionError | SchemaError | RcaError | DecisionMemoryError | ValueError,
     )
 
 
