@@ -22,10 +22,7 @@ How it works, and why:
    ratio is high for factors behind many similar deviations and absent from normal runs, and
    the diffusion over shared operations damps factors seen only once or twice (an alarm
    during one bad run) far better than a raw rate does.
-4. **Explaining away.** Candidates that share their bad runs (a lot that only ran on the
-   machine with the worn spindle) are told apart by what remains of each one's deviation
-   rate once a rival's operations are set aside.
-5. **Result.** The target's own factors ranked by that score, with the share of operations
+4. **Result.** The target's own factors ranked by that ratio, with the share of operations
    behind it that deviated, the evidence path from the deviation to it, and a sentence.
 
 ``benchmarks/rca_accuracy.py`` compares this with the plain contrast statistic, recency,
@@ -55,9 +52,6 @@ METHOD = "relative-ppr/v1"
 QUALITY = {"scrap", "out_of_spec", "short_order"}
 CHANGEOVER_REACH = timedelta(hours=4)
 ALARM_REACH = timedelta(hours=2)
-PRIOR = 2.0  # pseudo-operations of base rate added to every factor's counts
-EXPLAIN_AWAY = 5  # strongest candidates each factor is checked against
-EVIDENCE = 3  # operations needed without a rival before that rival can explain a factor away
 
 
 class RcaError(LookupError):
@@ -158,13 +152,11 @@ class RootCauseAnalyzer:
         window_days: float = 30.0,
         fanout_cap: int = 5000,
         top: int = 5,
-        explain_away: bool = True,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
         self.fanout_cap = fanout_cap
         self.top = top
-        self.explain_away = explain_away  # off only to measure what it adds
         self._strata: dict[tuple, tuple[dict[str, Op], list[str]]] = {}
 
     # -- pulling the neighbourhood ----------------------------------------------------------
@@ -487,17 +479,11 @@ class RootCauseAnalyzer:
             graph.add_node(("factor", cls))
         relative = _relative_ppr(graph, deviating, list(comparison))
         bad_ops = set(deviating)
-        scores = {cls: relative.get(("factor", cls), 0.0) * f.weight
-                  for cls, (f, _) in candidates.items()}  # fmt: skip
-        rivals = (
-            sorted(scores, key=lambda c: -scores[c])[:EXPLAIN_AWAY] if self.explain_away else []
-        )
         causes = []
         for cls, (factor, op) in candidates.items():
             exposed = set(exposure.get(cls, []))
-            bad = len(exposed & bad_ops)
-            score = scores[cls] * _explained_away(cls, exposed, rivals, exposure, bad_ops, base)
-            causes.append(_cause(factor, op, score, bad, len(exposed), base))
+            score = relative.get(("factor", cls), 0.0) * factor.weight
+            causes.append(_cause(factor, op, score, len(exposed & bad_ops), len(exposed), base))
         causes.sort(key=lambda c: (-c.score, -c.deviating, c.label, c.key))
         return causes
 
@@ -620,37 +606,6 @@ def _relative_ppr(graph: nx.Graph, deviating: list[str], comparison: list[str]) 
         for node in graph
         if node[0] == "factor"
     }
-
-
-def _rate(ops: set[str], bad_ops: set[str], base: float) -> float:
-    return (len(ops & bad_ops) + PRIOR * base) / (len(ops) + PRIOR)
-
-
-def _explained_away(
-    cls: tuple,
-    exposed: set[str],
-    rivals: list[tuple],
-    exposure: dict[tuple, list[str]],
-    bad_ops: set[str],
-    base: float,
-) -> float:
-    """How much of a factor's deviation rate survives without each strong rival.
-
-    A lot that only ran on the machine with the worn spindle looks as bad as the spindle;
-    among the operations that used the lot on *other* machines it does not. The factor keeps
-    the smallest share of its rate that remains once any rival's operations are set aside.
-    """
-    overall = _rate(exposed, bad_ops, base)
-    if not exposed or overall <= 0:
-        return 1.0
-    kept = 1.0
-    for rival in rivals:
-        if rival == cls:
-            continue
-        alone = exposed - set(exposure.get(rival, []))
-        if EVIDENCE <= len(alone) < len(exposed):
-            kept = min(kept, _rate(alone, bad_ops, base) / overall)
-    return min(kept, 1.0)
 
 
 def _valid(skill: dict[str, Any], at: datetime | None) -> bool:
