@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from opsgraph.schema.base import parse_iso
 
@@ -116,29 +117,44 @@ def _request(request: ET.Element) -> list[NodeRow | RelRow]:
             planned[prop] = moment
     rows: list[NodeRow | RelRow] = [NodeRow("ProductionOrder", planned)]
     for segment in _children(request, "SegmentRequirement"):
-        number = _text(segment, "ProcessSegmentID") or _text(segment, "ID")
-        if not number:
-            raise ValueError("SegmentRequirement without ProcessSegmentID or ID")
-        operation_id = f"{order}/{number}"
-        operation = {"operation_id": operation_id, "sequence": number}
-        for prop, name in (
-            ("planned_start", "EarliestStartTime"),
-            ("planned_end", "LatestEndTime"),
-        ):
-            moment = _time(segment, name)
-            if moment is not None:
-                operation[prop] = moment
-        rows += [
-            NodeRow("Operation", operation),
-            RelRow("ProductionOrder", "HAS_OPERATION", "Operation", order, operation_id),
-        ]
-        for equipment in _children(segment, "EquipmentRequirement"):
-            machine = _text(equipment, "EquipmentID")
-            if machine:
-                rows += [
-                    NodeRow("Machine", {"machine_id": machine}),
-                    RelRow("Operation", "ON_MACHINE", "Machine", operation_id, machine),
-                ]
+        rows += _segment_rows(
+            order,
+            segment,
+            (("planned_start", "EarliestStartTime"), ("planned_end", "LatestEndTime")),
+            "EquipmentRequirement",
+            "SegmentRequirement",
+        )
+    return rows
+
+
+def _segment_rows(
+    order: str,
+    segment: ET.Element,
+    times: tuple[tuple[str, str], ...],
+    equipment_tag: str,
+    what: str,
+) -> list[NodeRow | RelRow]:
+    """The operation a segment (planned or actual) stands for, with its times and machines."""
+    number = _text(segment, "ProcessSegmentID") or _text(segment, "ID")
+    if not number:
+        raise ValueError(f"{what} without ProcessSegmentID or ID")
+    operation_id = f"{order}/{number}"
+    operation: dict[str, Any] = {"operation_id": operation_id, "sequence": number}
+    for prop, name in times:
+        moment = _time(segment, name)
+        if moment is not None:
+            operation[prop] = moment
+    rows: list[NodeRow | RelRow] = [
+        NodeRow("Operation", operation),
+        RelRow("ProductionOrder", "HAS_OPERATION", "Operation", order, operation_id),
+    ]
+    for equipment in _children(segment, equipment_tag):
+        machine = _text(equipment, "EquipmentID")
+        if machine:
+            rows += [
+                NodeRow("Machine", {"machine_id": machine}),
+                RelRow("Operation", "ON_MACHINE", "Machine", operation_id, machine),
+            ]
     return rows
 
 
@@ -177,26 +193,14 @@ def _performance(path: Path) -> Iterator[Item]:
 def _segment(order: str | None, segment: ET.Element) -> list[NodeRow | RelRow]:
     if not order:
         raise ValueError("ProductionResponse without ProductionRequestID or ID")
-    number = _text(segment, "ProcessSegmentID") or _text(segment, "ID")
-    if not number:
-        raise ValueError("SegmentResponse without ProcessSegmentID or ID")
-    operation_id = f"{order}/{number}"
-    operation = {"operation_id": operation_id, "sequence": number}
-    for prop, name in (("actual_start", "ActualStartTime"), ("actual_end", "ActualEndTime")):
-        moment = _time(segment, name)
-        if moment is not None:
-            operation[prop] = moment
-    rows: list[NodeRow | RelRow] = [
-        NodeRow("Operation", operation),
-        RelRow("ProductionOrder", "HAS_OPERATION", "Operation", order, operation_id),
-    ]
-    for equipment in _children(segment, "EquipmentActual"):
-        machine = _text(equipment, "EquipmentID")
-        if machine:
-            rows += [
-                NodeRow("Machine", {"machine_id": machine}),
-                RelRow("Operation", "ON_MACHINE", "Machine", operation_id, machine),
-            ]
+    rows = _segment_rows(
+        order,
+        segment,
+        (("actual_start", "ActualStartTime"), ("actual_end", "ActualEndTime")),
+        "EquipmentActual",
+        "SegmentResponse",
+    )
+    operation_id = rows[0].props["operation_id"]  # _segment_rows puts the operation first
     for personnel in _children(segment, "PersonnelActual"):
         person = _text(personnel, "PersonID")
         if person:
