@@ -165,7 +165,6 @@ def node_index(label: str, prop: str) -> str:
 
 COUNT_NODES_BY_LABEL = "MATCH (n) UNWIND labels(n) AS label RETURN label, count(*) AS count"
 COUNT_RELATIONSHIPS_BY_TYPE = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS count"
-SHOW_CONSTRAINTS = "SHOW CONSTRAINTS"
 PING = "RETURN 1 AS ok"
 
 

@@ -17,7 +17,7 @@ from .store import Store
 HIDDEN = frozenset({"embedding"})  # too big to return; search uses it
 
 
-def _clean(props: dict[str, Any]) -> dict[str, Any]:
+def _visible(props: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k not in HIDDEN}
 
 
@@ -25,7 +25,7 @@ def nodes_by_key(store: Store, label: str, keys: Sequence[str]) -> dict[str, dic
     """Properties of the nodes with these business keys (missing keys are absent)."""
     spec = node_spec(label)
     rows = store.read(queries.nodes_by_key(spec.label, spec.key), keys=list(keys))
-    return {r["key"]: _clean(r["props"]) for r in rows}
+    return {r["key"]: _visible(r["props"]) for r in rows}
 
 
 def neighbours(
@@ -38,7 +38,7 @@ def neighbours(
     other = spec.end if outgoing else spec.start
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.read(query, keys=list(keys)):
-        found[row["key"]].append(_clean(row["props"]))
+        found[row["key"]].append(_visible(row["props"]))
     for rows in found.values():
         rows.sort(key=lambda p: str(p.get(other.key)))
     return found
@@ -69,13 +69,13 @@ def page(
         until=until.isoformat() if until else None,
         **{f"f_{name}": value for name, value in equals.items()},
     )
-    return [_clean(r["props"]) for r in rows[:first]], len(rows) > first
+    return [_visible(r["props"]) for r in rows[:first]], len(rows) > first
 
 
 def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any], datetime]]:
     """Deviations first written after ``since`` (oldest first), with when they were written."""
     rows = store.read(queries.DEVIATIONS_SINCE, since=since.isoformat())
-    return [(_clean(r["props"]), as_utc(r["at"])) for r in rows]
+    return [(_visible(r["props"]), as_utc(r["at"])) for r in rows]
 
 
 def _time_property(spec: NodeSpec) -> str:

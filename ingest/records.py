@@ -53,6 +53,11 @@ class SkippedRecord:
 Item = Record | BadRecord | SkippedRecord
 
 
+def present(props: dict[str, Any]) -> dict[str, Any]:
+    """The properties a source actually gave (exports write empty strings for unset fields)."""
+    return {k: v for k, v in props.items() if v is not None and v != ""}
+
+
 def local_name(tag: str) -> str:
     """An XML tag without its namespace, so any B2MML or MTConnect version reads alike."""
     return tag.rsplit("}", 1)[-1]

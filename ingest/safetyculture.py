@@ -24,7 +24,7 @@ import ijson
 
 from opsgraph.schema.base import parse_iso
 
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, present
 
 SOURCE_SYSTEM = "SafetyCulture"
 
@@ -54,10 +54,6 @@ def _number(value: Any, field: str) -> float | None:
         raise _Bad(f"{field}: {value!r} is not a number") from None
 
 
-def _clean(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if v not in (None, "")}
-
-
 def _answer(responses: dict[str, Any]) -> str | None:
     selected = [str(s.get("label", "")) for s in responses.get("selected") or [] if s]
     parts = selected + [
@@ -81,7 +77,7 @@ def inspection_document(doc: dict[str, Any]) -> list[NodeRow | RelRow]:
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "Inspection",
-            _clean(
+            present(
                 {
                     "inspection_id": audit_id,
                     "template": (template or doc.get("template_id") or "").strip() or None,
@@ -98,7 +94,7 @@ def inspection_document(doc: dict[str, Any]) -> list[NodeRow | RelRow]:
     if author:
         rows += [
             NodeRow(
-                "Person", _clean({"person_id": author, "name": data["authorship"].get("author")})
+                "Person", present({"person_id": author, "name": data["authorship"].get("author")})
             ),
             RelRow("Person", "CONDUCTED", "Inspection", author, audit_id),
         ]
@@ -108,7 +104,7 @@ def inspection_document(doc: dict[str, Any]) -> list[NodeRow | RelRow]:
         rows += [
             NodeRow(
                 "InspectionItem",
-                _clean(
+                present(
                     {
                         "item_id": item_id,
                         "label": item.get("label"),
@@ -137,7 +133,7 @@ def feed_inspection(row: dict[str, Any]) -> list[NodeRow | RelRow]:
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "Inspection",
-            _clean(
+            present(
                 {
                     "inspection_id": audit_id,
                     "template": row.get("template_name") or row.get("template_id"),
@@ -152,7 +148,7 @@ def feed_inspection(row: dict[str, Any]) -> list[NodeRow | RelRow]:
     if row.get("author_id"):
         rows += [
             NodeRow(
-                "Person", _clean({"person_id": row["author_id"], "name": row.get("author_name")})
+                "Person", present({"person_id": row["author_id"], "name": row.get("author_name")})
             ),
             RelRow("Person", "CONDUCTED", "Inspection", row["author_id"], audit_id),
         ]
@@ -174,7 +170,7 @@ def feed_inspection_item(row: dict[str, Any]) -> list[NodeRow | RelRow] | str:
     return [
         NodeRow(
             "InspectionItem",
-            _clean(
+            present(
                 {
                     "item_id": item_id,
                     "label": row.get("label"),
@@ -194,7 +190,7 @@ def feed_action(row: dict[str, Any]) -> list[NodeRow | RelRow]:
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "Action",
-            _clean(
+            present(
                 {
                     "action_id": action_id,
                     "title": row.get("title"),
@@ -225,7 +221,7 @@ def feed_action_assignee(row: dict[str, Any]) -> list[NodeRow | RelRow] | str:
     if not row.get("action_id") or not row.get("assignee_id"):
         raise _Bad("missing action_id or assignee_id")
     return [
-        NodeRow("Person", _clean({"person_id": row["assignee_id"], "name": row.get("name")})),
+        NodeRow("Person", present({"person_id": row["assignee_id"], "name": row.get("name")})),
         RelRow("Action", "ASSIGNED_TO", "Person", row["action_id"], row["assignee_id"]),
     ]
 
@@ -234,13 +230,13 @@ def feed_user(row: dict[str, Any]) -> list[NodeRow | RelRow]:
     name = " ".join(p for p in (row.get("firstname"), row.get("lastname")) if p)
     return [
         NodeRow(
-            "Person", _clean({"person_id": row.get("id"), "name": name, "email": row.get("email")})
+            "Person", present({"person_id": row.get("id"), "name": name, "email": row.get("email")})
         )
     ]
 
 
 def feed_site(row: dict[str, Any]) -> list[NodeRow | RelRow]:
-    return [NodeRow("Site", _clean({"site_id": row.get("id"), "name": row.get("name")}))]
+    return [NodeRow("Site", present({"site_id": row.get("id"), "name": row.get("name")}))]
 
 
 # A feed is known by fields only its rows have (checked in this order).

@@ -25,7 +25,7 @@ from typing import Any
 import ijson
 
 from .odata import ODataValueError, iter_results, moment, number, text
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, present
 
 SOURCE_SYSTEM = "SAP S/4HANA"
 
@@ -45,10 +45,6 @@ def _required(entity: dict[str, Any], field: str) -> str:
     if value is None:
         raise ODataValueError(f"missing {field}")
     return value
-
-
-def _clean(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if v is not None}
 
 
 def _order_status(order: dict[str, Any]) -> str:
@@ -71,7 +67,7 @@ def production_order(order: dict[str, Any], state: _FileState) -> list[NodeRow |
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "ProductionOrder",
-            _clean(
+            present(
                 {
                     "order_id": order_id,
                     "order_type": text(order.get("ManufacturingOrderType")),
@@ -119,7 +115,7 @@ def production_order_operation(op: dict[str, Any], state: _FileState) -> list[No
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "Operation",
-            _clean(
+            present(
                 {
                     "operation_id": operation_id,
                     "sequence": number_,
@@ -152,7 +148,7 @@ def production_order_operation(op: dict[str, Any], state: _FileState) -> list[No
         rows += [
             NodeRow(
                 "WorkCenter",
-                _clean({"work_center_id": work_center, "plant": text(op.get("ProductionPlant"))}),
+                present({"work_center_id": work_center, "plant": text(op.get("ProductionPlant"))}),
             ),
             RelRow("Operation", "AT_WORK_CENTER", "WorkCenter", operation_id, work_center),
         ]
@@ -174,7 +170,7 @@ def confirmation(conf: dict[str, Any], state: _FileState) -> list[NodeRow | RelR
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "Confirmation",
-            _clean(
+            present(
                 {
                     "confirmation_id": confirmation_id,
                     "yield_quantity": number(
@@ -224,7 +220,7 @@ def material_document_item(
     )
     lot_id = f"{material}/{batch}"
     posted = moment(header or item, "PostingDate") if (header or item).get("PostingDate") else None
-    flow = _clean(
+    flow = present(
         {
             "quantity": number(item.get("QuantityInEntryUnit"), "QuantityInEntryUnit"),
             "unit": text(item.get("EntryUnit")),
@@ -235,7 +231,7 @@ def material_document_item(
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "MaterialLot",
-            _clean({"lot_id": lot_id, "batch": batch, "plant": text(item.get("Plant"))}),
+            present({"lot_id": lot_id, "batch": batch, "plant": text(item.get("Plant"))}),
         ),
         NodeRow("Product", {"product_id": material}),
         RelRow("MaterialLot", "OF_PRODUCT", "Product", lot_id, material),
@@ -273,7 +269,7 @@ def product(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]
     return [
         NodeRow(
             "Product",
-            _clean(
+            present(
                 {
                     "product_id": _required(entity, "Product"),
                     "product_type": text(entity.get("ProductType")),
@@ -291,7 +287,7 @@ def sales_order(entity: dict[str, Any], state: _FileState) -> list[NodeRow | Rel
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "SalesOrder",
-            _clean(
+            present(
                 {
                     "sales_order_id": order,
                     "sales_order_type": text(entity.get("SalesOrderType")),
@@ -319,7 +315,7 @@ def sales_order_item(entity: dict[str, Any], state: _FileState) -> list[NodeRow 
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "SalesOrderItem",
-            _clean(
+            present(
                 {
                     "item_id": item_id,
                     "quantity": number(entity.get("RequestedQuantity"), "RequestedQuantity"),
@@ -345,7 +341,7 @@ def batch(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
     rows: list[NodeRow | RelRow] = [
         NodeRow(
             "MaterialLot",
-            _clean(
+            present(
                 {
                     "lot_id": lot_id,
                     "batch": number_,
