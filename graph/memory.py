@@ -35,7 +35,7 @@ from .writer import BulkWriter
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
-CONTEXT_BOOST = 0.15  # added to the cosine similarity per entity shared with the query context
+CONTEXT_BOOST = 0.25  # per entity shared with the query context (outweighs topic-level gaps)
 SAME_TYPE_BOOST = 0.05  # ... when the note concerns the same kind of deviation
 
 
