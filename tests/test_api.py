@@ -276,8 +276,33 @@ def test_notes_are_searchable_by_meaning_through_the_api(api: tuple, store: Stor
         client,
         tokens["reader"],
         '{ searchNotes(query: "the main shaft shakes when it turns fast", first: 1, '
-        'machine: "M-0") }',
+        'machine: "M-0") { note similarity writtenAt } }',
     ).json()
     assert body["data"]["searchNotes"][0]["note"] == "N-1"
-    body = _post(client, tokens["reader"], '{ similarDecisions(deviation: "DEV-404") }').json()
+    body = _post(
+        client, tokens["reader"], '{ similarDecisions(deviation: "DEV-404") { note } }'
+    ).json()
     assert body["errors"][0]["message"] == "no deviation 'DEV-404' in the graph"
+
+
+def test_root_causes_are_typed_with_evidence_paths(api: tuple) -> None:
+    client, tokens = api
+    query = """{ rootCauses(deviation: "DEV-1", top: 3) {
+        deviation subjects { operations orders }
+        causes { label key causeType score explanation
+                 evidence { label key type direction at } } } }"""
+    body = _post(client, tokens["reader"], query).json()
+    assert "errors" not in body, body
+    result = body["data"]["rootCauses"]
+    assert result["deviation"] == "DEV-1"
+    assert result["subjects"] == {
+        "operations": ["1000100/0010", "1000100/0020"],
+        "orders": ["1000100"],
+    }
+    for cause in result["causes"]:
+        path = cause["evidence"][0]
+        assert path[0]["label"] == "Deviation" and path[-1]["key"] == cause["key"]
+    missing = _post(
+        client, tokens["reader"], '{ rootCauses(deviation: "DEV-404") { deviation } }'
+    ).json()
+    assert missing["errors"][0]["message"] == "no deviation 'DEV-404' in the graph"

@@ -294,9 +294,9 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         found = await asyncio.to_thread(read.nodes_by_key, info.context.store, spec.label, [key])
         return types.make(spec.label, found[key]) if key in found else None
 
-    async def root_causes(info: Info, deviation: str, top: int = 5) -> JSON:
+    async def root_causes(info: Info, deviation: str, top: int = 5) -> RootCauses:
         def analyse() -> Any:
-            return RootCauseAnalyzer(info.context.store, top=top).analyze(deviation).as_dict()
+            return _root_causes(RootCauseAnalyzer(info.context.store, top=top).analyze(deviation))
 
         try:
             return await asyncio.to_thread(analyse)
@@ -310,20 +310,18 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         machine: str | None = None,
         line: str | None = None,
         deviation_type: str | None = None,
-    ) -> JSON:
+    ) -> list[NoteHit]:
         if not 1 <= first <= MAX_PAGE:
             raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
         memory = info.context.memory or DecisionMemory(info.context.store)
         filters = Filters(machine=machine, line=line, deviation_type=deviation_type)
-        hits = await asyncio.to_thread(memory.search, query, filters, (), None, first)
-        return [hit.as_dict() for hit in hits]
+        return _hits(await asyncio.to_thread(memory.search, query, filters, (), None, first))
 
-    async def similar_decisions(info: Info, deviation: str, first: int = 5) -> JSON:
+    async def similar_decisions(info: Info, deviation: str, first: int = 5) -> list[NoteHit]:
         if not 1 <= first <= MAX_PAGE:
             raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
         memory = info.context.memory or DecisionMemory(info.context.store)
-        hits = await asyncio.to_thread(memory.similar_decisions, deviation, first)
-        return [hit.as_dict() for hit in hits]
+        return _hits(await asyncio.to_thread(memory.similar_decisions, deviation, first))
 
     namespace["similar_decisions"] = strawberry.field(
         resolver=similar_decisions,
@@ -381,6 +379,126 @@ def _internal(error: GraphQLError) -> bool:
         original,
         GraphQLError | DecisionError | SchemaError | RcaError | DecisionMemoryError | ValueError,
     )
+
+
+@strawberry.type
+class EvidenceStep:
+    """One step of an evidence path: a node (label, key) or a relationship (type, direction)."""
+
+    label: str | None = None
+    key: str | None = None
+    type: str | None = None
+    direction: str | None = None
+    at: datetime | None = None
+
+
+@strawberry.type
+class RankedCause:
+    label: str
+    key: str
+    cause_type: str
+    score: float
+    deviating: int
+    exposed: int
+    base_rate: float
+    explanation: str
+    evidence: list[list[EvidenceStep]]
+
+
+@strawberry.type
+class Subjects:
+    operations: list[str]
+    orders: list[str]
+    machines: list[str]
+    lots: list[str]
+
+
+@strawberry.type
+class RootCauses:
+    deviation: str
+    deviation_type: str | None
+    description: str
+    method: str
+    subjects: Subjects
+    causes: list[RankedCause]
+    notes: list[str]
+
+
+@strawberry.type
+class DecisionSummary:
+    decision: str
+    summary: str | None
+    decision_type: str | None
+    deviation: str | None
+    deviation_type: str | None
+    outcome: str | None
+    outcome_description: str | None
+
+
+@strawberry.type
+class NoteHit:
+    note: str
+    text: str
+    kind: str | None
+    written_at: datetime | None
+    author: str | None
+    similarity: float
+    score: float
+    context: JSON
+    decisions: list[DecisionSummary]
+
+
+def _root_causes(result: Any) -> RootCauses:
+    return RootCauses(
+        deviation=result.deviation,
+        deviation_type=result.deviation_type,
+        description=result.description,
+        method=result.method,
+        subjects=Subjects(**result.subjects),
+        causes=[
+            RankedCause(
+                label=c.label,
+                key=c.key,
+                cause_type=c.cause_type,
+                score=c.score,
+                deviating=c.deviating,
+                exposed=c.exposed,
+                base_rate=c.base_rate,
+                explanation=c.explanation,
+                evidence=[[_step(step) for step in path] for path in c.evidence],
+            )
+            for c in result.causes
+        ],
+        notes=result.notes,
+    )
+
+
+def _step(step: dict[str, Any]) -> EvidenceStep:
+    at = step.get("at")
+    return EvidenceStep(
+        label=step.get("label"),
+        key=step.get("key"),
+        type=step.get("type"),
+        direction=step.get("direction"),
+        at=datetime.fromisoformat(at) if at else None,
+    )
+
+
+def _hits(hits: list[Any]) -> list[NoteHit]:
+    return [
+        NoteHit(
+            note=h.note,
+            text=h.text,
+            kind=h.kind,
+            written_at=h.written_at,
+            author=h.author,
+            similarity=h.similarity,
+            score=h.score,
+            context=h.context,
+            decisions=[DecisionSummary(**d) for d in h.decisions],
+        )
+        for h in hits
+    ]
 
 
 @strawberry.input
@@ -442,7 +560,7 @@ def _mutations() -> type:
         await asyncio.to_thread(decisions.acknowledge_deviation, info.context.store, deviation_id)
         return True
 
-    async def run_root_cause_analysis(info: Info, deviation_id: str) -> JSON:
+    async def run_root_cause_analysis(info: Info, deviation_id: str) -> RootCauses:
         """Analyse a deviation now and store its CAUSED_BY / CONTRIBUTED_TO edges."""
         _writer(info)
 
@@ -450,7 +568,7 @@ def _mutations() -> type:
             analyzer = RootCauseAnalyzer(info.context.store)
             result = analyzer.analyze(deviation_id)
             analyzer.persist(result)
-            return result.as_dict()
+            return _root_causes(result)
 
         try:
             return await asyncio.to_thread(run)
