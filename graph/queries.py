@@ -527,3 +527,13 @@ RETURN properties(d) AS props, d.ingested_at AS at
 ORDER BY d.ingested_at
 LIMIT 500
 """
+
+
+def timeline(label: str, key: str) -> str:
+    """Everything one relationship away from a node, for its timeline (capped)."""
+    return (
+        f"MATCH (x:{ident(label)} {{{ident(key)}: $key}})\n"
+        "MATCH (x)-[r]-(e)\n"
+        "RETURN labels(e)[0] AS label, properties(e) AS props, type(r) AS type\n"
+        "LIMIT $cap"
+    )

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec
+from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs
 from opsgraph.schema.base import as_utc
 
 from . import queries
@@ -76,6 +76,74 @@ def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any]
     """Deviations first written after ``since`` (oldest first), with when they were written."""
     rows = store.read(queries.DEVIATIONS_SINCE, since=since.isoformat())
     return [(_visible(r["props"]), as_utc(r["at"])) for r in rows]
+
+
+# When an event happened, in order of preference: what really happened before what was planned.
+EVENT_TIMES = (
+    "actual_start",
+    "start",
+    "raised_at",
+    "measured_at",
+    "checked_at",
+    "decided_at",
+    "written_at",
+    "started_at",
+    "posted_at",
+    "recorded_at",
+    "created_at",
+    "scheduled_at",
+    "planned_start",
+)
+SUMMARY_FIELDS = (
+    "description",
+    "summary",
+    "message",
+    "title",
+    "text",
+    "state",
+    "code",
+    "characteristic",
+    "parameter",
+    "result",
+    "status",
+)
+TIMELINE_CAP = 20_000
+
+
+def timeline(
+    store: Store,
+    label: str,
+    key: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """What happened around one entity — its states, alarms, readings, maintenance,
+    changeovers, operations, deviations, decisions — in time order within [since, until]."""
+    spec = node_spec(label)
+    events = []
+    for row in store.read(queries.timeline(spec.label, spec.key), key=key, cap=TIMELINE_CAP):
+        other = node_specs().get(row["label"])
+        if other is None:
+            continue
+        props = row["props"]
+        at = next((as_utc(props[t]) for t in EVENT_TIMES if props.get(t) is not None), None)
+        if at is None or (since and at < since) or (until and at > until):
+            continue
+        summary = next((str(props[f]) for f in SUMMARY_FIELDS if props.get(f) is not None), "")
+        if row["label"] == "ProcessReading" and props.get("value") is not None:
+            summary = f"{props.get('parameter')} = {props['value']:g}"
+        events.append(
+            {
+                "at": at,
+                "label": row["label"],
+                "key": str(props.get(other.key)),
+                "relationship": row["type"],
+                "summary": summary,
+            }
+        )
+    events.sort(key=lambda e: (e["at"], e["label"], e["key"]))
+    return events[:limit]
 
 
 def _time_property(spec: NodeSpec) -> str:

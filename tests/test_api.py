@@ -306,3 +306,31 @@ def test_root_causes_are_typed_with_evidence_paths(api: tuple) -> None:
         client, tokens["reader"], '{ rootCauses(deviation: "DEV-404") { deviation } }'
     ).json()
     assert missing["errors"][0]["message"] == "no deviation 'DEV-404' in the graph"
+
+
+def test_timeline_orders_what_happened_around_an_entity(api: tuple, store: Store) -> None:
+    client, tokens = api
+    w = BulkWriter(store)
+    w.upsert_nodes(
+        "MachineState",
+        [
+            {
+                "state_id": "M-0/s1",
+                "state": "down",
+                "reason_code": "INTERRUPTED",
+                "start": T0 - timedelta(minutes=30),
+            },
+        ],
+    )
+    w.upsert_relationships(
+        rel_spec("Machine", "HAD_STATE", "MachineState"), [{"start": "M-0", "end": "M-0/s1"}]
+    )
+    query = """{ timeline(id: "Machine:M-0", until: "2026-11-02T07:30:00+00:00", first: 3) {
+        at label key relationship summary } }"""
+    events = _post(client, tokens["reader"], query).json()["data"]["timeline"]
+    assert [(e["label"], e["key"], e["relationship"]) for e in events] == [
+        ("MachineState", "M-0/s1", "HAD_STATE"),
+        ("Alarm", "A-1", "RAISED"),
+        ("Operation", "1000100/0010", "ON_MACHINE"),
+    ]
+    assert events[0]["summary"] == "down" and events[1]["summary"] == "SPINDLE_VIB"

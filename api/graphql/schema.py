@@ -327,6 +327,24 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         resolver=similar_decisions,
         description="Past notes and decisions about situations like this deviation.",
     )
+
+    async def timeline(
+        info: Info, id: strawberry.ID, since: datetime | None = None,  # noqa: A002
+        until: datetime | None = None, first: int = 100,
+    ) -> list[TimelineEvent]:  # fmt: skip
+        if not 1 <= first <= 1000:
+            raise GraphQLError("first must be between 1 and 1000")
+        label, _, key = str(id).partition(":")
+        events = await asyncio.to_thread(
+            read.timeline, info.context.store, label, key, since, until, first
+        )
+        return [TimelineEvent(id=f"{e['label']}:{e['key']}", **e) for e in events]
+
+    namespace["timeline"] = strawberry.field(
+        resolver=timeline,
+        description="Everything that happened around an entity (states, alarms, readings, "
+        "maintenance, changeovers, operations, deviations, decisions), in time order.",
+    )
     namespace["node"] = strawberry.field(resolver=node, description="Refetch anything by id.")
     namespace["root_causes"] = strawberry.field(
         resolver=root_causes, description="Ranked likely causes of a deviation, with evidence."
@@ -499,6 +517,16 @@ def _hits(hits: list[Any]) -> list[NoteHit]:
         )
         for h in hits
     ]
+
+
+@strawberry.type
+class TimelineEvent:
+    at: datetime
+    id: strawberry.ID
+    label: str
+    key: str
+    relationship: str
+    summary: str
 
 
 @strawberry.input
