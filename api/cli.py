@@ -16,6 +16,7 @@ from rich.table import Table
 
 from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.graph import queries
+from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
@@ -127,6 +128,35 @@ def db_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         console.print(f"data {state.root_path}, log {server.log_file}")
 
 
+@app.command("studio")
+def studio(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Start the embedded store if needed and say how to open its Studio (the analyst's
+    Browser in embedded mode) with the saved queries."""
+    server = _embedded(ctx)
+    state = server.start()
+    info = {
+        "url": state.studio_url,
+        "user": "root",
+        "password_file": str(server.password_file),
+        "database": server.database,
+        "saved_queries": str(SAVED_QUERIES),
+        "style_sheet": str(GRASS),
+    }
+    if as_json:
+        _emit(info)
+        return
+    console.print(
+        f"Studio: [bold]{state.studio_url}[/]  (user root, password in {server.password_file})"
+    )
+    console.print(
+        f"Choose database '{server.database}', query language Cypher, and paste a saved query:"
+    )
+    for query in saved_queries():
+        params = f"  (parameters: {', '.join(query.params)})" if query.params else ""
+        console.print(f"  - {query.name}{params}")
+    console.print(f"Saved queries: {SAVED_QUERIES}\nNeo4j Browser style: {GRASS}")
+
+
 def _embedded(ctx: typer.Context) -> EmbeddedServer:
     settings: Settings = ctx.obj
     if not settings.embedded:
@@ -212,10 +242,17 @@ def ingest(
     one is in the dead-letter file with its source, position, reason and the raw record.
     """
     settings: Settings = ctx.obj
-    with _open(ctx, as_json) as store, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} records"),
-        console=err_console, disable=as_json, transient=True,
-    ) as progress:  # fmt: skip
+    with (
+        _open(ctx, as_json) as store,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed} records"),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress,
+    ):
         tasks: dict[str, Any] = {}
 
         def on_record(path: str, count: int) -> None:
@@ -252,9 +289,14 @@ def _print_ingest(report: IngestReport) -> None:
             table.add_row(source.path, source.format, "unchanged since last run", "", "", "", "")
             continue
         table.add_row(
-            source.path, source.format, str(source.records), str(source.loaded),
-            str(source.skipped), str(source.rejected), f"{source.seconds:.2f}",
-        )  # fmt: skip
+            source.path,
+            source.format,
+            str(source.records),
+            str(source.loaded),
+            str(source.skipped),
+            str(source.rejected),
+            f"{source.seconds:.2f}",
+        )
     console.print(table)
     created = sum(w["created"] for w in report.writes.values())
     updated = sum(w["updated"] for w in report.writes.values())
@@ -376,11 +418,18 @@ def embed(
     as_json: JsonOption = False,
 ) -> None:
     """Embed new or changed notes and decisions so they can be searched by meaning."""
-    with _open(ctx, as_json) as store, Progress(
-        SpinnerColumn(), TextColumn("embedding"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        console=err_console, disable=as_json, transient=True,
-    ) as progress:  # fmt: skip
+    with (
+        _open(ctx, as_json) as store,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("embedding"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=err_console,
+            disable=as_json,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("embedding", total=None)
         memory = DecisionMemory(store)
         report = memory.embed(
@@ -477,8 +526,11 @@ def serve(
     store = _open(ctx, False)
     console.print(f"GraphQL on http://{host}:{port}/graphql ({store.description})")
     try:
-        uvicorn.run(create_app(store, settings, auth=auth, production=production,
-                               cors_origins=cors or []), host=host, port=port)  # fmt: skip
+        uvicorn.run(
+            create_app(store, settings, auth=auth, production=production, cors_origins=cors or []),
+            host=host,
+            port=port,
+        )
     finally:
         store.close()
 
@@ -534,11 +586,17 @@ def demo(
             analyses.append(result)
         stats = graph_stats(store)
     if as_json:
-        _emit({
-            "out": str(out), "ingest": report.as_dict(), "deviations": found, "worst": worst,
-            "injected_causes": len(truth["causes"]), "stats": stats.as_dict(),
-            "root_causes": [r.as_dict() for r in analyses],
-        })  # fmt: skip
+        _emit(
+            {
+                "out": str(out),
+                "ingest": report.as_dict(),
+                "deviations": found,
+                "worst": worst,
+                "injected_causes": len(truth["causes"]),
+                "stats": stats.as_dict(),
+                "root_causes": [r.as_dict() for r in analyses],
+            }
+        )
         return
     _print_ingest(report)
     table = Table(title="deviations found by the rules")
@@ -568,8 +626,14 @@ def demo_generate(
     truth = generate(out, seed=seed, scale=scale, weeks=weeks)
     files = sum(1 for p in out.rglob("*") if p.is_file())
     if as_json:
-        _emit({"out": str(out), "files": files, "orders": truth["orders"],
-               "causes": len(truth["causes"])})  # fmt: skip
+        _emit(
+            {
+                "out": str(out),
+                "files": files,
+                "orders": truth["orders"],
+                "causes": len(truth["causes"]),
+            }
+        )
     else:
         console.print(
             f"wrote {files} files for {truth['orders']} orders to {out}; "
@@ -582,8 +646,14 @@ def main() -> None:
     try:
         app()
     except (
-        StoreError, EmbeddedServerError, SchemaError, UnknownFormat, FileNotFoundError,
-        RcaError, DecisionMemoryError, ValueError,
-    ) as error:  # fmt: skip
+        StoreError,
+        EmbeddedServerError,
+        SchemaError,
+        UnknownFormat,
+        FileNotFoundError,
+        RcaError,
+        DecisionMemoryError,
+        ValueError,
+    ) as error:
         err_console.print(f"[red]error:[/] {error}")
         sys.exit(1)
