@@ -11,14 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
 from strawberry.fastapi import GraphQLRouter
 
 from opsgraph.graph.memory import DecisionMemory
+from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 
+from . import evidence
 from .graphql import Context, build_schema
 
 ROLES = ("reader", "writer")
@@ -69,19 +72,27 @@ def create_app(
     keys = ApiKeys(settings.home)
     memory = DecisionMemory(store)  # one per app: the embedding model loads once, on first use
 
+    def role_of(request: Request) -> str:
+        """The caller's role from its API key (header, or ``api_key`` for browser pages)."""
+        if not auth:
+            return "writer"
+        header = request.headers.get("authorization", "")
+        key = (
+            header.removeprefix("Bearer ").strip()
+            or request.headers.get("x-api-key", "")
+            or request.query_params.get("api_key", "")
+        )
+        role = keys.role(key) if key else None
+        if role is None:
+            raise HTTPException(
+                status_code=401,
+                detail="missing or unknown API key: send 'Authorization: Bearer <key>' "
+                "(create one with `opsgraph apikey create --role reader`)",
+            )
+        return role
+
     async def context(request: Request) -> Context:
-        role = "writer"
-        if auth:
-            header = request.headers.get("authorization", "")
-            key = header.removeprefix("Bearer ").strip() or request.headers.get("x-api-key", "")
-            role = keys.role(key) if key else None
-            if role is None:
-                raise HTTPException(
-                    status_code=401,
-                    detail="missing or unknown API key: send 'Authorization: Bearer <key>' "
-                    "(create one with `opsgraph apikey create --role reader`)",
-                )
-        return Context(store=store, role=role, memory=memory)
+        return Context(store=store, role=role_of(request), memory=memory)
 
     app = FastAPI(title="opsgraph", description="Execution intelligence for manufacturing")
     graphql = GraphQLRouter(
@@ -97,6 +108,20 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "x-api-key", "content-type"],
         )
+
+    @app.get("/static/" + evidence.LIBRARY, include_in_schema=False)
+    def cytoscape() -> Response:
+        return Response(evidence.library(), media_type="text/javascript")
+
+    @app.get("/explore/deviation/{deviation_id:path}", response_class=HTMLResponse)
+    def explore(deviation_id: str, request: Request) -> HTMLResponse:
+        """The evidence graph of a deviation: its ranked causes and the paths to them."""
+        role_of(request)
+        try:
+            result = RootCauseAnalyzer(store).analyze(deviation_id)
+        except RcaError as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+        return HTMLResponse(evidence.render(result, script_src="/static/" + evidence.LIBRARY))
 
     @app.get("/health")
     def health() -> dict[str, Any]:

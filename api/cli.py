@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from opsgraph.api import evidence
 from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.graph import queries
 from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
@@ -330,6 +331,9 @@ def rca(
     line: Annotated[str | None, typer.Option(help="With common: line ID, e.g. L2.")] = None,
     window: Annotated[float, typer.Option(help="Days of history around the deviation.")] = 30.0,
     save: Annotated[bool, typer.Option(help="Write CAUSED_BY/CONTRIBUTED_TO edges.")] = True,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the evidence graph as a standalone page.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rank the likely root causes of a deviation, with the evidence for each.
@@ -359,6 +363,9 @@ def rca(
             if save:
                 analyzer.persist(result)
             results.append(result)
+    if html is not None:
+        html.write_text(evidence.render(results[0]))
+        err_console.print(f"evidence graph of {results[0].deviation} written to {html}")
     if as_json:
         _emit([r.as_dict() for r in results] if all_ else results[0].as_dict())
         return
