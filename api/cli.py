@@ -131,8 +131,10 @@ def db_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @app.command("studio")
 def studio(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Start the embedded store if needed and say how to open its Studio (the analyst's
-    Browser in embedded mode) with the saved queries."""
+    """Start the embedded store if needed and show how to open its Studio.
+
+    Studio is the analyst's Browser in embedded mode; the saved queries run there too.
+    """
     server = _embedded(ctx)
     state = server.start()
     info = {
