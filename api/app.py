@@ -3,6 +3,7 @@ with API keys (reader or writer role), CORS and production hardening from settin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -20,11 +21,13 @@ from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
+from opsgraph.ingest.runner import IngestRunner
 
 from . import evidence
 from .graphql import Context, build_schema
 
 ROLES = ("reader", "writer")
+MAX_WEBHOOK_BYTES = 20 * 1024 * 1024
 
 
 class ApiKeys:
@@ -122,6 +125,41 @@ def create_app(
         except RcaError as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
         return HTMLResponse(evidence.render(result, script_src="/static/" + evidence.LIBRARY))
+
+    runner = IngestRunner(store, settings.home / "ingest", scope=settings.uri or "embedded")
+    inbox = settings.home / "inbox"
+
+    @app.post("/ingest")
+    async def ingest(request: Request, filename: str, format: str | None = None) -> Response:  # noqa: A002
+        """A webhook for the same record formats as `opsgraph ingest` (an MES event, a
+        SafetyCulture action update…): the body is kept in the inbox and loaded; 422 when
+        records were rejected, with the reasons."""
+        if role_of(request) != "writer":
+            raise HTTPException(status_code=403, detail="a writer key is needed to ingest")
+        name = Path(filename).name
+        if not name or name.startswith("."):
+            raise HTTPException(status_code=400, detail="filename: give the export's file name")
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            raise HTTPException(status_code=413, detail="payload over 20 MB: use opsgraph ingest")
+        inbox.mkdir(parents=True, exist_ok=True)
+        path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}-{name}"
+        path.write_bytes(body)
+        report = await asyncio.to_thread(runner.run, [path], format)
+        letters = []
+        if report.dead_letters:
+            letters = [
+                json.loads(line) for line in Path(report.dead_letters).read_text().splitlines()
+            ]
+        content = {
+            **report.as_dict(),
+            "rejections": [{"position": d["position"], "reason": d["reason"]} for d in letters],
+        }
+        return Response(
+            json.dumps(content, default=str),
+            media_type="application/json",
+            status_code=422 if report.rejected else 200,
+        )
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -232,6 +232,10 @@ def ingest(
         list[Path] | None, typer.Option(help="TOML column mapping for another ERP/MES export.")
     ] = None,
     rules: Annotated[bool, typer.Option(help="Run the deviation rules after loading.")] = True,
+    watch: Annotated[
+        bool, typer.Option(help="Keep watching the folder and load files as they land.")
+    ] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between polls.")] = 2.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 5000,
     as_json: JsonOption = False,
 ) -> None:
@@ -272,6 +276,17 @@ def ingest(
             aliases=Aliases.load(aliases),
             mappings=[load_mapping(path) for path in mapping or ()],
         )
+        if watch:
+            if len(paths) != 1 or not paths[0].is_dir():
+                raise typer.BadParameter("--watch takes exactly one folder")
+            console.print(f"watching {paths[0]} every {interval:g} s (Ctrl-C to stop)")
+            try:
+                runner.watch(
+                    paths[0], interval, on_report=_emit_report if as_json else _print_ingest
+                )
+            except KeyboardInterrupt:
+                return
+            return
         report = runner.run(
             paths, format_name, full=full, dead_letter_path=dead_letters, rules=rules
         )
@@ -281,6 +296,10 @@ def ingest(
         _print_ingest(report)
     if report.rejected:
         raise typer.Exit(3)
+
+
+def _emit_report(report: IngestReport) -> None:
+    typer.echo(json.dumps(report.as_dict(), default=str))
 
 
 def _print_ingest(report: IngestReport) -> None:

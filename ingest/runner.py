@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -55,10 +56,18 @@ def _when(base: int, test: Callable[[Path], bool]) -> Callable[[Path], int | Non
 # which refer to deviations, load after them.
 RULES_RANK = 50
 TABLE_RANKS = {
-    "machine-states": 20, "alarms": 20, "process-readings": 20, "quality-checks": 25,
-    "maintenance": 20, "changeovers": 20, "equipment": 1,
-    "shift-roster": 30, "skills-matrix": 30, "operator-notes": 60, "decision-log": 60,
-}  # fmt: skip
+    "machine-states": 20,
+    "alarms": 20,
+    "process-readings": 20,
+    "quality-checks": 25,
+    "maintenance": 20,
+    "changeovers": 20,
+    "equipment": 1,
+    "shift-roster": 30,
+    "skills-matrix": 30,
+    "operator-notes": 60,
+    "decision-log": 60,
+}
 
 
 def _table_rank(path: Path) -> int | None:
@@ -89,23 +98,32 @@ FORMATS: dict[str, SourceFormat] = {
     for f in (
         SourceFormat("sap-odata", _ranked(0, sap.load_rank), sap.parse, _fixed(sap.SOURCE_SYSTEM)),
         SourceFormat(
-            "rows", _when(5, rows_document.looks_like), rows_document.parse,
+            "rows",
+            _when(5, rows_document.looks_like),
+            rows_document.parse,
             rows_document.source_system,
         ),
         SourceFormat(
-            "b2mml", _when(10, b2mml.looks_like), b2mml.parse, _fixed(b2mml.SOURCE_SYSTEM),
+            "b2mml",
+            _when(10, b2mml.looks_like),
+            b2mml.parse,
+            _fixed(b2mml.SOURCE_SYSTEM),
         ),
         SourceFormat(
-            "mtconnect", _when(20, mtconnect.looks_like), mtconnect.parse,
+            "mtconnect",
+            _when(20, mtconnect.looks_like),
+            mtconnect.parse,
             _fixed(mtconnect.SOURCE_SYSTEM),
         ),
         SourceFormat(
-            "safetyculture", _ranked(30, safetyculture.load_rank), safetyculture.parse,
+            "safetyculture",
+            _ranked(30, safetyculture.load_rank),
+            safetyculture.parse,
             _fixed(safetyculture.SOURCE_SYSTEM),
         ),
         SourceFormat("table", _table_rank, _table_parse, _table_system),
     )
-}  # fmt: skip
+}
 
 
 def mapping_format(mapping: tables.TableMapping, rank: int = 40) -> SourceFormat:
@@ -297,6 +315,7 @@ class IngestRunner:
         self.thresholds = thresholds or deviations.Thresholds()
         self.writer = BulkWriter(store, batch_size=batch_size)
         self.watermark_file = state_dir / "watermarks.json"
+        self._running = threading.Lock()  # one run at a time (webhooks may arrive together)
 
     # -- watermarks ----------------------------------------------------------------------------
 
@@ -314,9 +333,11 @@ class IngestRunner:
         now = datetime.now(UTC).isoformat()
         for path, digest, report in files:
             marks[f"{self.scope}|{path.resolve()}"] = {
-                "sha256": digest, "records": report.records,
-                "run_id": self.writer.run_id, "at": now,
-            }  # fmt: skip
+                "sha256": digest,
+                "records": report.records,
+                "run_id": self.writer.run_id,
+                "at": now,
+            }
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.watermark_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(marks, sort_keys=True))
@@ -353,6 +374,17 @@ class IngestRunner:
         must not cost one transaction per file); a file's watermark is saved only once all
         of its rows are committed.
         """
+        with self._running:
+            return self._run(paths, format_name, full, dead_letter_path, rules)
+
+    def _run(
+        self,
+        paths: list[Path],
+        format_name: str | None,
+        full: bool,
+        dead_letter_path: Path | None,
+        rules: bool,
+    ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport(self.writer.run_id)
         dead_path = (
@@ -404,12 +436,56 @@ class IngestRunner:
             dead_path.unlink()
         return report
 
+    def watch(
+        self,
+        directory: Path,
+        interval: float = 2.0,
+        cycles: int | None = None,
+        on_report: Callable[[IngestReport], None] | None = None,
+    ) -> int:
+        """Load files as they land in ``directory``: every ``interval`` seconds, files new or
+        changed since their watermark and not still being written (same size and age as one
+        poll ago) are ingested like any run. Stops after ``cycles`` polls (None: never).
+        Returns how many files were loaded."""
+        sizes: dict[Path, int] = {}
+        refused: dict[Path, str] = {}  # files no parser knows: reported once, not every poll
+        loaded = 0
+        polls = 0
+        while cycles is None or polls < cycles:
+            polls += 1
+            current = {p: p.stat().st_size for p in expand([directory])}
+            settled = [p for p, size in current.items() if sizes.get(p) == size]
+            sizes = current
+            marks = self._watermarks()
+            digests = {p: _sha256(p) for p in settled}
+            fresh = [
+                p
+                for p in settled
+                if marks.get(f"{self.scope}|{p.resolve()}", {}).get("sha256") != digests[p]
+                and refused.get(p) != digests[p]
+            ]
+            if fresh:
+                report = self.run(fresh)
+                for source in report.sources:
+                    if source.format == "unknown":
+                        refused[Path(source.path)] = digests[Path(source.path)]
+                loaded += sum(1 for s in report.sources if s.format not in ("rules", "unknown"))
+                if on_report is not None:
+                    on_report(report)
+            if cycles is None or polls < cycles:
+                time.sleep(interval)
+        return loaded
+
     def _detect_deviations(self, batch: _Batch, report: IngestReport) -> SourceReport:
         source = SourceReport("deviation rules", "rules")
         self._stream(
-            deviations.detect(self.store, self.thresholds), source, "rules",
-            deviations.SOURCE_SYSTEM, batch, report,
-        )  # fmt: skip
+            deviations.detect(self.store, self.thresholds),
+            source,
+            "rules",
+            deviations.SOURCE_SYSTEM,
+            batch,
+            report,
+        )
         self._flush(batch, report)
         return source
 
