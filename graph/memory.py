@@ -107,9 +107,6 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
 
-    def active(self) -> bool:
-        return any(v is not None for v in vars(self).values())
-
 
 @dataclass
 class Hit:

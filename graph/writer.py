@@ -52,14 +52,6 @@ class UpsertReport:
     rejected: list[Rejection] = field(default_factory=list)
     created_keys: set[str] = field(default_factory=set, repr=False)
 
-    @property
-    def written(self) -> int:
-        return self.created + self.updated + self.unchanged
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
