@@ -22,6 +22,7 @@ from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RcaResult, RootCauseAnalyzer
+from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
 from opsgraph.graph.store import Store, StoreError
@@ -434,6 +435,46 @@ def _print_common(found: dict[str, Any]) -> None:
     for item in found["shared_causes"]:
         name = f"{item['label']} {item['key']}"
         console.print(f"  [bold]{name}[/] ({item['cause_type']}): {item['explanation']}")
+
+
+# -- proactive risk ---------------------------------------------------------------------------
+
+
+@app.command("risk")
+def risk(
+    ctx: typer.Context,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="Learn from before, score after (now).")
+    ] = None,
+    horizon: Annotated[float, typer.Option(min=0.1, help="Days ahead to score.")] = 14.0,
+    top: Annotated[int, typer.Option(min=1, help="Orders to list.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the orders about to run by their links to what preceded past deviations."""
+    moment = _aware(as_of) or datetime.now(UTC)
+    with _open(ctx, as_json) as store:
+        model = RiskModel(store).fit(moment)
+        scored = model.score(moment, horizon_days=horizon)[:top]
+    if as_json:
+        _emit(
+            {
+                "as_of": moment.isoformat(),
+                "base_rate": model.base,
+                "orders": [r.as_dict() for r in scored],
+            }
+        )
+        return
+    if not scored:
+        console.print(
+            f"no operations planned between {moment:%Y-%m-%d %H:%M} and {horizon:g} days later"
+        )
+    for result in scored:
+        console.print(f"[bold]{result.order}[/] risk {result.risk:.2f}")
+        for reason in result.reasons:
+            console.print(
+                f"   {reason.label} {reason.key} ({reason.cause_type}): {reason.deviating} of "
+                f"{reason.exposed} past operations with it deviated (base {model.base:.0%})"
+            )
 
 
 # -- decision memory ----------------------------------------------------------------------------

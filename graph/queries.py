@@ -537,3 +537,18 @@ def timeline(label: str, key: str) -> str:
         "RETURN labels(e)[0] AS label, properties(e) AS props, type(r) AS type\n"
         "LIMIT $cap"
     )
+
+
+# -- proactive risk (graph/risk.py) -------------------------------------------------------------
+
+RISK_OPERATIONS = """
+MATCH (o:Operation)
+WHERE coalesce(o.actual_start, o.planned_start) >= datetime($since)
+  AND coalesce(o.actual_start, o.planned_start) < datetime($until)
+OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+RETURN o.operation_id AS operation, coalesce(o.actual_start, o.planned_start) AS start,
+       coalesce(o.actual_end, o.planned_end) AS end, m.machine_id AS machine,
+       m.machine_type AS machine_type, ord.order_id AS order
+LIMIT $cap
+"""

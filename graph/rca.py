@@ -174,7 +174,8 @@ class RootCauseAnalyzer:
         row["operations"] = operations
         return row
 
-    def _ops(self, rows: Iterable[dict[str, Any]]) -> dict[str, Op]:
+    def operations(self, rows: Iterable[dict[str, Any]]) -> dict[str, Op]:
+        """Operations from rows with operation, machine, machine_type, order, start, end."""
         return {
             r["operation"]: Op(
                 r["operation"],
@@ -209,13 +210,14 @@ class RootCauseAnalyzer:
                 f"comparison limited to {self.fanout_cap} operations of the {self.window.days}-day "
                 "window (fan-out cap); raise fanout_cap or narrow the window for more"
             )
-        ops = self._ops(rows)
-        self._attach(ops)
+        ops = self.operations(rows)
+        self.attach_factors(ops)
         self._strata[key] = (ops, notes)
         return ops, notes
 
-    def _attach(self, ops: dict[str, Op]) -> None:
-        """Read every factor of the operations and the deviations they showed."""
+    def attach_factors(self, ops: dict[str, Op]) -> None:
+        """Read every factor of the operations and the deviations they showed (also used by
+        risk scoring, which learns from the same factors)."""
         names = list(ops)
         for r in self.store.read(queries.RCA_OPERATION_DEVIATIONS, ops=names):
             ops[r["operation"]].deviation_types = set(r["own"])
@@ -422,12 +424,14 @@ class RootCauseAnalyzer:
                 f"{deviation_id} is about no operation or order; root-cause analysis traces "
                 "deviations of production work (scrap, out of spec, late or short orders)"
             )
-        targets = self._ops(self.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"]))
+        targets = self.operations(
+            self.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
+        )
         around = as_utc(deviation["start"]) or next(
             (op.start for op in targets.values() if op.start), datetime.now(UTC)
         )
         stratum, notes = self._stratum(targets, around)
-        self._attach({k: v for k, v in targets.items() if k not in stratum})
+        self.attach_factors({k: v for k, v in targets.items() if k not in stratum})
         for name in list(targets):
             if name in stratum:
                 targets[name] = stratum[name]
@@ -672,7 +676,7 @@ def baseline_rankings(
 ) -> dict[str, list[tuple[str, str]]]:
     """Rankings by the simple methods RCA must beat, on the same candidates."""
     deviation = analyzer._deviation(deviation_id)
-    targets = analyzer._ops(
+    targets = analyzer.operations(
         analyzer.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
     )
     around = as_utc(deviation["start"]) or datetime.now(UTC)

@@ -29,6 +29,7 @@ from opsgraph.graph import decisions, read
 from opsgraph.graph.decisions import DecisionError
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
+from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.store import Store
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
 from opsgraph.schema.base import UtcDateTimeProperty, as_utc
@@ -329,9 +330,12 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     )
 
     async def timeline(
-        info: Info, id: strawberry.ID, since: datetime | None = None,  # noqa: A002
-        until: datetime | None = None, first: int = 100,
-    ) -> list[TimelineEvent]:  # fmt: skip
+        info: Info,
+        id: strawberry.ID,
+        since: datetime | None = None,  # noqa: A002
+        until: datetime | None = None,
+        first: int = 100,
+    ) -> list[TimelineEvent]:
         if not 1 <= first <= 1000:
             raise GraphQLError("first must be between 1 and 1000")
         label, _, key = str(id).partition(":")
@@ -340,6 +344,43 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         )
         return [TimelineEvent(id=f"{e['label']}:{e['key']}", **e) for e in events]
 
+    async def orders_at_risk(
+        info: Info, as_of: datetime | None = None, horizon_days: float = 14.0, first: int = 20
+    ) -> list[OrderAtRisk]:
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        moment = as_utc(as_of) or datetime.now(UTC)
+
+        def score() -> list[Any]:
+            model = RiskModel(info.context.store).fit(moment)
+            return model.score(moment, horizon_days=horizon_days)[:first]
+
+        return [
+            OrderAtRisk(
+                order=r.order,
+                risk=r.risk,
+                operations=r.operations,
+                reasons=[
+                    RiskReason(
+                        label=x.label,
+                        key=x.key,
+                        cause_type=x.cause_type,
+                        excess=x.excess,
+                        deviating=x.deviating,
+                        exposed=x.exposed,
+                        path=[_step(step) for step in x.path],
+                    )
+                    for x in r.reasons
+                ],
+            )
+            for r in await asyncio.to_thread(score)
+        ]
+
+    namespace["orders_at_risk"] = strawberry.field(
+        resolver=orders_at_risk,
+        description="Orders about to run, scored by their links to what preceded past "
+        "deviations, with the reasons as graph paths.",
+    )
     namespace["timeline"] = strawberry.field(
         resolver=timeline,
         description="Everything that happened around an entity (states, alarms, readings, "
@@ -517,6 +558,25 @@ def _hits(hits: list[Any]) -> list[NoteHit]:
         )
         for h in hits
     ]
+
+
+@strawberry.type
+class RiskReason:
+    label: str
+    key: str
+    cause_type: str
+    excess: float
+    deviating: int
+    exposed: int
+    path: list[EvidenceStep]
+
+
+@strawberry.type
+class OrderAtRisk:
+    order: str
+    risk: float
+    operations: list[str]
+    reasons: list[RiskReason]
 
 
 @strawberry.type
