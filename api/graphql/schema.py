@@ -81,6 +81,11 @@ def _python_type(prop: Any) -> Any:
     return str
 
 
+def _check_first(first: int, limit: int = MAX_PAGE) -> None:
+    if not 1 <= first <= limit:
+        raise GraphQLError(f"first must be between 1 and {limit}")
+
+
 def _cursor(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode()
 
@@ -237,8 +242,7 @@ def _list_field(spec: NodeSpec) -> Any:
     async def resolve(
         info: Info, first: int = 20, after: str | None = None, filter: Any = None
     ) -> Any:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        _check_first(first)
         criteria = {k: v for k, v in vars(filter).items()} if filter is not None else {}
         since, until = criteria.pop("since", None), criteria.pop("until", None)
         rows, more = await asyncio.to_thread(
@@ -312,15 +316,13 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         line: str | None = None,
         deviation_type: str | None = None,
     ) -> list[NoteHit]:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        _check_first(first)
         memory = info.context.memory or DecisionMemory(info.context.store)
         filters = Filters(machine=machine, line=line, deviation_type=deviation_type)
         return _hits(await asyncio.to_thread(memory.search, query, filters, (), None, first))
 
     async def similar_decisions(info: Info, deviation: str, first: int = 5) -> list[NoteHit]:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        _check_first(first)
         memory = info.context.memory or DecisionMemory(info.context.store)
         return _hits(await asyncio.to_thread(memory.similar_decisions, deviation, first))
 
@@ -336,8 +338,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         until: datetime | None = None,
         first: int = 100,
     ) -> list[TimelineEvent]:
-        if not 1 <= first <= 1000:
-            raise GraphQLError("first must be between 1 and 1000")
+        _check_first(first, 1000)
         label, _, key = str(id).partition(":")
         events = await asyncio.to_thread(
             read.timeline, info.context.store, label, key, since, until, first
@@ -347,8 +348,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     async def orders_at_risk(
         info: Info, as_of: datetime | None = None, horizon_days: float = 14.0, first: int = 20
     ) -> list[OrderAtRisk]:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(f"first must be between 1 and {MAX_PAGE}")
+        _check_first(first)
         moment = as_utc(as_of) or datetime.now(UTC)
 
         def score() -> list[Any]:
