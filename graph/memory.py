@@ -151,40 +151,34 @@ class DecisionMemory:
     def derive_notes(self) -> int:
         """One note per decision and per action, so they are searchable like notes."""
         rows, about_decision, about_action = [], [], []
+
+        def note(key: str, kind: str, text: str, at: Any) -> str:
+            note_id = f"{key}/text"
+            rows.append(
+                {
+                    "note_id": note_id,
+                    "text": text,
+                    "note_kind": kind,
+                    "written_at": as_utc(at),
+                    "source_system": "opsgraph memory",
+                }
+            )
+            return note_id
+
         for r in self.store.read(queries.MEMORY_DECISION_TEXTS):
             parts = [r["summary"], r["rationale"]]
             if r["outcome"]:
                 parts.append(f"Outcome: {r['outcome']}. {r['outcome_description'] or ''}")
             text = ". ".join(p.strip().rstrip(".") for p in parts if p)
             if text:
-                note = f"{r['decision']}/text"
-                rows.append(
-                    {
-                        "note_id": note,
-                        "text": text,
-                        "note_kind": "decision",
-                        "written_at": as_utc(r["at"]),
-                        "source_system": "opsgraph memory",
-                    }
-                )
-                about_decision.append({"start": note, "end": r["decision"]})
+                note_id = note(r["decision"], "decision", text, r["at"])
+                about_decision.append({"start": note_id, "end": r["decision"]})
         for r in self.store.read(queries.MEMORY_ACTION_TEXTS):
             text = ". ".join(p for p in (r["title"], r["description"]) if p)
-            note = f"{r['action']}/text"
-            rows.append(
-                {
-                    "note_id": note,
-                    "text": text,
-                    "note_kind": "action",
-                    "written_at": as_utc(r["at"]),
-                    "source_system": "opsgraph memory",
-                }
-            )
-            about_action.append({"start": note, "end": r["action"]})
+            note_id = note(r["action"], "action", text, r["at"])
+            about_action.append({"start": note_id, "end": r["action"]})
         writer = BulkWriter(self.store)
-        report = writer.upsert_nodes(
-            "Note", [{k: v for k, v in r.items() if v is not None} for r in rows]
-        )
+        report = writer.upsert_nodes("Note", rows)  # the writer skips absent (None) values
         writer.upsert_relationships(rel_spec("Note", "ABOUT", "Decision"), about_decision)
         writer.upsert_relationships(rel_spec("Note", "ABOUT", "Action"), about_action)
         return report.created + report.updated
