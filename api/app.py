@@ -21,7 +21,8 @@ from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
-from opsgraph.ingest.runner import IngestRunner
+from opsgraph.ingest.live import LiveIngest
+from opsgraph.ingest.runner import IngestRunner, UnknownFormat
 
 from . import evidence
 from .graphql import Context, build_schema
@@ -94,8 +95,12 @@ def create_app(
             )
         return role
 
+    runner = IngestRunner(store, settings.home / "ingest", scope=settings.uri or "embedded")
+    live = LiveIngest(runner)
+    inbox = settings.home / "inbox"
+
     async def context(request: Request) -> Context:
-        return Context(store=store, role=role_of(request), memory=memory)
+        return Context(store=store, role=role_of(request), memory=memory, changes=live.changes)
 
     app = FastAPI(title="opsgraph", description="Execution intelligence for manufacturing")
     graphql = GraphQLRouter(
@@ -126,14 +131,12 @@ def create_app(
             raise HTTPException(status_code=404, detail=str(error)) from None
         return HTMLResponse(evidence.render(result, script_src="/static/" + evidence.LIBRARY))
 
-    runner = IngestRunner(store, settings.home / "ingest", scope=settings.uri or "embedded")
-    inbox = settings.home / "inbox"
-
     @app.post("/ingest")
     async def ingest(request: Request, filename: str, format: str | None = None) -> Response:  # noqa: A002
         """A webhook for the same record formats as `opsgraph ingest` (an MES event, a
-        SafetyCulture action update…): the body is kept in the inbox and loaded; 422 when
-        records were rejected, with the reasons."""
+        SafetyCulture action update…): the body is kept in the inbox and loaded together with
+        other bodies arriving at the same moment (one commit for the group); answered once
+        committed: 200 with the report, 422 with the reasons when records were rejected."""
         if role_of(request) != "writer":
             raise HTTPException(status_code=403, detail="a writer key is needed to ingest")
         name = Path(filename).name
@@ -145,20 +148,27 @@ def create_app(
         inbox.mkdir(parents=True, exist_ok=True)
         path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}-{name}"
         path.write_bytes(body)
-        report = await asyncio.to_thread(runner.run, [path], format)
-        letters = []
-        if report.dead_letters:
-            letters = [
-                json.loads(line) for line in Path(report.dead_letters).read_text().splitlines()
-            ]
+        try:
+            stream = runner.file_stream(path, format)
+        except UnknownFormat as error:
+            path.unlink()
+            raise HTTPException(status_code=422, detail=str(error)) from None
+        outcome = await asyncio.wrap_future(live.submit([stream]))
+        run = outcome.run
         content = {
-            **report.as_dict(),
-            "rejections": [{"position": d["position"], "reason": d["reason"]} for d in letters],
+            "run_id": run.run_id if run else None,
+            "records": sum(s.records for s in outcome.sources),
+            "rejected": outcome.rejected,
+            "sources": [s.as_dict() for s in outcome.sources],
+            "new_deviations": run.writes.get("Deviation", {}).get("created", 0) if run else 0,
+            "rejections": [
+                {"position": r["position"], "reason": r["reason"]} for r in outcome.rejections
+            ],
         }
         return Response(
             json.dumps(content, default=str),
             media_type="application/json",
-            status_code=422 if report.rejected else 200,
+            status_code=422 if outcome.rejected else 200,
         )
 
     @app.get("/health")

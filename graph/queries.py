@@ -170,8 +170,22 @@ PING = "RETURN 1 AS ok"
 
 # -- deviation rules (read side; the rules themselves live in ingest/deviations.py) ----------
 
-SCRAP_BY_OPERATION = """
-MATCH (o:Operation)<-[:CONFIRMS]-(c:Confirmation)
+# Deviation rules. Each runs either over the whole graph (a bulk load) or only from the keys a
+# live batch wrote (``scoped``), so a webhook or MQTT message costs what it touched, not the
+# graph's size. Only the anchoring clause differs; the rest of each query is shared.
+
+
+def _anchor(scoped: bool, whole: str, keyed: str) -> str:
+    return f"UNWIND $keys AS key MATCH {keyed}" if scoped else f"MATCH {whole}"
+
+
+def scrap_by_operation(scoped: bool = False) -> str:
+    anchor = _anchor(
+        scoped,
+        "(o:Operation)<-[:CONFIRMS]-(c:Confirmation)",
+        "(o:Operation {operation_id: key})<-[:CONFIRMS]-(c:Confirmation)",
+    )
+    return anchor + """
 WITH o, sum(coalesce(c.scrap_quantity, 0.0)) AS scrap, sum(coalesce(c.yield_quantity, 0.0)) AS good,
      min(c.start) AS start, max(c.end) AS end
 WHERE scrap > 0
@@ -181,8 +195,17 @@ RETURN o.operation_id AS operation, ord.order_id AS order, m.machine_id AS machi
        scrap, good, start, end
 """
 
-ORDER_COMPLETION = """
-MATCH (ord:ProductionOrder)
+
+ORDERS_OF_OPERATIONS = """
+UNWIND $keys AS key
+MATCH (o:Operation {operation_id: key})<-[:HAS_OPERATION]-(ord:ProductionOrder)
+RETURN DISTINCT ord.order_id AS order
+"""
+
+
+def order_completion(scoped: bool = False) -> str:
+    anchor = _anchor(scoped, "(ord:ProductionOrder)", "(ord:ProductionOrder {order_id: key})")
+    return anchor + """
 OPTIONAL MATCH (ord)-[:HAS_OPERATION]->(o:Operation)
 WITH ord, max(o.actual_end) AS finished, min(o.actual_start) AS started
 RETURN ord.order_id AS order, ord.status AS status, ord.planned_start AS planned_start,
@@ -190,8 +213,10 @@ RETURN ord.order_id AS order, ord.status AS status, ord.planned_start AS planned
        ord.total_quantity AS total, ord.yield_quantity AS yield
 """
 
-FAILED_QUALITY_CHECKS = """
-MATCH (q:QualityCheck)
+
+def failed_quality_checks(scoped: bool = False) -> str:
+    anchor = _anchor(scoped, "(q:QualityCheck)", "(q:QualityCheck {check_id: key})")
+    return anchor + """
 WHERE q.result = 'fail'
    OR (q.value IS NOT NULL AND ((q.lower_limit IS NOT NULL AND q.value < q.lower_limit)
                              OR (q.upper_limit IS NOT NULL AND q.value > q.upper_limit)))
@@ -205,15 +230,27 @@ RETURN q.check_id AS check, q.characteristic AS characteristic, q.value AS value
        l.lot_id AS lot
 """
 
-LONG_DOWNTIMES = """
-MATCH (m:Machine)-[:HAD_STATE]->(s:MachineState)
+
+def long_downtimes(scoped: bool = False) -> str:
+    anchor = _anchor(
+        scoped,
+        "(m:Machine)-[:HAD_STATE]->(s:MachineState)",
+        "(s:MachineState {state_id: key})<-[:HAD_STATE]-(m:Machine)",
+    )
+    return anchor + """
 WHERE s.state = 'down' AND s.duration_s >= $seconds
 RETURN m.machine_id AS machine, s.state_id AS state, s.start AS start, s.end AS end,
        s.duration_s AS seconds, s.reason_code AS reason
 """
 
-FAILED_INSPECTION_ITEMS = """
-MATCH (i:Inspection)-[:HAS_ITEM]->(item:InspectionItem)
+
+def failed_inspection_items(scoped: bool = False) -> str:
+    anchor = _anchor(
+        scoped,
+        "(i:Inspection)-[:HAS_ITEM]->(item:InspectionItem)",
+        "(item:InspectionItem {item_id: key})<-[:HAS_ITEM]-(i:Inspection)",
+    )
+    return anchor + """
 WHERE item.failed = true
 OPTIONAL MATCH (i)-[:INSPECTED]->(m:Machine)
 RETURN item.item_id AS item, item.label AS label, item.response AS response,

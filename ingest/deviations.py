@@ -3,12 +3,14 @@ entities involved, with a time window and a severity.
 
 Rules run over the graph after the sources a run loaded, with deterministic IDs
 (``DEV-SCRAP-<operation>``…), so re-running never duplicates a deviation and a deviation a
-source reported (a failed inspection item) is linked once however often it is seen.
+source reported (a failed inspection item) is linked once however often it is seen. A live
+batch (webhook, MQTT) passes a ``scope``, the keys it wrote per label, and the rules look only
+at those entities, so its cost does not grow with the graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,8 @@ from opsgraph.schema.base import as_utc
 from .records import NodeRow, Record, RelRow
 
 SOURCE_SYSTEM = "opsgraph rules"
+
+Scope = Mapping[str, Set[str]]  # label -> keys a batch wrote; None means the whole graph
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,28 @@ def _deviation(
     return Record(rule, rows, {"deviation_id": deviation_id})
 
 
+def _read(
+    store: Store,
+    query: Callable[[bool], str],
+    scope: Scope | None,
+    keys: Set[str] = frozenset(),
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """The rule's rows over the whole graph, or from ``keys`` only when scoped."""
+    if scope is None:
+        return store.read(query(False), **params)
+    if not keys:
+        return []
+    return store.read(query(True), keys=sorted(keys), **params)
+
+
 def _severity(value: float, high: float, critical: float) -> str:
     return "critical" if value >= critical else "high" if value >= high else "medium"
 
 
-def scrap(store: Store, limits: Thresholds) -> Iterator[Record]:
-    for r in store.read(queries.SCRAP_BY_OPERATION):
+def scrap(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iterator[Record]:
+    operations = (scope or {}).get("Operation", set())
+    for r in _read(store, queries.scrap_by_operation, scope, operations):
         rate = r["scrap"] / (r["scrap"] + r["good"])
         if rate < limits.scrap_rate:
             continue
@@ -79,8 +99,14 @@ def scrap(store: Store, limits: Thresholds) -> Iterator[Record]:
         )  # fmt: skip
 
 
-def orders(store: Store, limits: Thresholds) -> Iterator[Record]:
-    for r in store.read(queries.ORDER_COMPLETION):
+def orders(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iterator[Record]:
+    keys: set[str] = set()
+    if scope is not None:  # an order changes when one of its operations does
+        keys = set(scope.get("ProductionOrder", ()))
+        if scope.get("Operation"):
+            found = store.read(queries.ORDERS_OF_OPERATIONS, keys=sorted(scope["Operation"]))
+            keys |= {r["order"] for r in found}
+    for r in _read(store, queries.order_completion, scope, keys):
         planned, finished = as_utc(r["planned_end"]), as_utc(r["finished"])
         if planned and finished:
             late = (finished - planned).total_seconds() / 60
@@ -102,8 +128,9 @@ def orders(store: Store, limits: Thresholds) -> Iterator[Record]:
                 )  # fmt: skip
 
 
-def quality(store: Store, limits: Thresholds) -> Iterator[Record]:
-    for r in store.read(queries.FAILED_QUALITY_CHECKS):
+def quality(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iterator[Record]:
+    checks = (scope or {}).get("QualityCheck", set())
+    for r in _read(store, queries.failed_quality_checks, scope, checks):
         low = "-∞" if r["lower"] is None else f"{r['lower']:g}"
         high = "∞" if r["upper"] is None else f"{r['upper']:g}"
         spec = f"[{low}, {high}]"
@@ -118,8 +145,10 @@ def quality(store: Store, limits: Thresholds) -> Iterator[Record]:
         )  # fmt: skip
 
 
-def downtime(store: Store, limits: Thresholds) -> Iterator[Record]:
-    for r in store.read(queries.LONG_DOWNTIMES, seconds=limits.downtime_minutes * 60):
+def downtime(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iterator[Record]:
+    states = (scope or {}).get("MachineState", set())
+    seconds = limits.downtime_minutes * 60
+    for r in _read(store, queries.long_downtimes, scope, states, seconds=seconds):
         minutes = r["seconds"] / 60
         yield _deviation(
             f"DEV-DOWN-{r['state']}", "downtime", _severity(minutes, 60, 240),
@@ -128,8 +157,11 @@ def downtime(store: Store, limits: Thresholds) -> Iterator[Record]:
         )  # fmt: skip
 
 
-def failed_checklist_items(store: Store, limits: Thresholds) -> Iterator[Record]:
-    for r in store.read(queries.FAILED_INSPECTION_ITEMS):
+def failed_checklist_items(
+    store: Store, limits: Thresholds, scope: Scope | None = None
+) -> Iterator[Record]:
+    items = (scope or {}).get("InspectionItem", set())
+    for r in _read(store, queries.failed_inspection_items, scope, items):
         yield _deviation(
             f"DEV-INSP-{r['item']}", "failed_checklist_item", "medium",
             f"Failed: {r['label']}" + (f" ({r['response']})" if r["response"] else ""),
@@ -141,7 +173,9 @@ def failed_checklist_items(store: Store, limits: Thresholds) -> Iterator[Record]
 RULES = (scrap, orders, quality, downtime, failed_checklist_items)
 
 
-def detect(store: Store, limits: Thresholds | None = None) -> Iterator[Record]:
-    """Every deviation the rules find in the graph as it is now."""
+def detect(
+    store: Store, limits: Thresholds | None = None, scope: Scope | None = None
+) -> Iterator[Record]:
+    """Every deviation the rules find in the graph as it is now (within ``scope`` if given)."""
     for rule in RULES:
-        yield from rule(store, limits or Thresholds())
+        yield from rule(store, limits or Thresholds(), scope)

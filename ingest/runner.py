@@ -11,8 +11,9 @@ import threading
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +162,18 @@ class Aliases:
         return self.table.get(label, {}).get(key, key)
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Records that arrive without a file (an MQTT message): ``name`` says where they came
+    from in reports and dead letters; ``rank`` places them in the load order like a file."""
+
+    name: str
+    format: str
+    source_system: str
+    items: Iterable[Item]
+    rank: int = 20
+
+
 class UnknownFormat(ValueError):
     """No parser recognises a file (or the named format does not exist)."""
 
@@ -190,6 +203,7 @@ class IngestReport:
     sources: list[SourceReport] = field(default_factory=list)
     writes: dict[str, dict[str, int]] = field(default_factory=dict)
     dead_letters: str | None = None
+    rejections: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     write_seconds: float = 0.0
 
@@ -212,6 +226,7 @@ class IngestReport:
             "sources": [s.as_dict() for s in self.sources],
             "writes": self.writes,
             "dead_letters": self.dead_letters,
+            "rejections": self.rejections,
         }
 
 
@@ -276,10 +291,19 @@ class _Buffer:
 class _Batch:
     """Records waiting to be written (from one or more files) and the files they finish."""
 
-    def __init__(self, aliases: Aliases, dead: Any) -> None:
+    def __init__(self, aliases: Aliases, dead: Any, track: bool = False) -> None:
         self.aliases = aliases
         self.dead = dead
+        self.rejections: list[dict[str, Any]] = []  # this run's dead letters, without raw
+        # label -> keys written, kept across flushes when the rules are to be scoped to them
+        self.touched: dict[str, set[str]] | None = {} if track else None
         self.reset()
+
+    def reject(self, source: str, fmt: str, position: str, reason: str, raw: Any) -> None:
+        """A dead letter: the record as it came, and why it was not loaded."""
+        entry = {"source": source, "format": fmt, "position": position, "reason": reason}
+        self.rejections.append(entry)
+        self.dead.write(json.dumps({**entry, "raw": raw}, default=str) + "\n")
 
     def reset(self) -> None:
         self.buffer = _Buffer(self.aliases)
@@ -377,6 +401,61 @@ class IngestRunner:
         with self._running:
             return self._run(paths, format_name, full, dead_letter_path, rules)
 
+    def run_streams(
+        self, streams: list[Stream], dead_letter_path: Path | None = None, rules: bool = True
+    ) -> IngestReport:
+        """Load records that came without files (live messages) as one run: in load order,
+        shared batches, dead letters as for files; then the deviation rules, only over what
+        these records wrote. Raises if the store fails, so the caller can retry and nothing
+        unacknowledged is lost."""
+        with self._running, self._session(dead_letter_path, track=True) as (report, batch):
+            current_rank: int | None = None
+            for stream in sorted(streams, key=lambda s: s.rank):
+                if stream.rank != current_rank:
+                    self._flush(batch, report)
+                    current_rank = stream.rank
+                if rules and batch.touched and stream.rank >= RULES_RANK:
+                    report.sources.append(self._detect_deviations(batch, report, batch.touched))
+                    rules = False
+                source = SourceReport(stream.name, stream.format)
+                report.sources.append(source)
+                self._stream(
+                    iter(stream.items), source, stream.name, stream.source_system, batch, report
+                )
+            self._flush(batch, report)
+            if rules and batch.touched:
+                report.sources.append(self._detect_deviations(batch, report, batch.touched))
+        return report
+
+    def file_stream(self, path: Path, format_name: str | None = None) -> Stream:
+        """A file as a stream, for live batches that mix files with messages."""
+        fmt, rank = self.detect(path, format_name)
+        return Stream(str(path), fmt.name, fmt.source_system(path), fmt.parse(path), rank)
+
+    @contextmanager
+    def _session(
+        self, dead_letter_path: Path | None, track: bool = False
+    ) -> Iterator[tuple[IngestReport, _Batch]]:
+        """A run's report and batch, with its dead-letter file (appended to: a watcher or a
+        live runner makes many runs under one run id) removed again if nothing went there."""
+        started = time.perf_counter()
+        report = IngestReport(self.writer.run_id)
+        dead_path = (
+            dead_letter_path or self.state_dir / "dead-letters" / f"{self.writer.run_id}.jsonl"
+        )
+        dead_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(dead_path, "a") as dead:
+            before = dead.tell()
+            batch = _Batch(self.aliases, dead, track)
+            yield report, batch
+            wrote = dead.tell() > before
+        report.rejections = batch.rejections
+        report.seconds = time.perf_counter() - started
+        if wrote:
+            report.dead_letters = str(dead_path)
+        elif dead_path.stat().st_size == 0:
+            dead_path.unlink()
+
     def _run(
         self,
         paths: list[Path],
@@ -385,21 +464,14 @@ class IngestRunner:
         dead_letter_path: Path | None,
         rules: bool,
     ) -> IngestReport:
-        started = time.perf_counter()
-        report = IngestReport(self.writer.run_id)
-        dead_path = (
-            dead_letter_path or self.state_dir / "dead-letters" / f"{self.writer.run_id}.jsonl"
-        )
-        dead_path.parent.mkdir(parents=True, exist_ok=True)
         plan = []
-        with open(dead_path, "w") as dead:
-            batch = _Batch(self.aliases, dead)
+        with self._session(dead_letter_path) as (report, batch):
             for path in expand(paths):
                 try:
                     fmt, rank = self.detect(path, format_name)
                 except UnknownFormat as error:
                     report.sources.append(SourceReport(str(path), "unknown", rejected=1))
-                    self._dead(dead, str(path), "unknown", "file", str(error), None)
+                    batch.reject(str(path), "unknown", "file", str(error), None)
                     continue
                 plan.append((rank, str(path), path, fmt))
             marks = self._watermarks()
@@ -429,11 +501,6 @@ class IngestRunner:
             self._flush(batch, report)
             if rules and loaded_any:
                 report.sources.append(self._detect_deviations(batch, report))
-        report.seconds = time.perf_counter() - started
-        if dead_path.stat().st_size:
-            report.dead_letters = str(dead_path)
-        else:
-            dead_path.unlink()
         return report
 
     def watch(
@@ -476,10 +543,12 @@ class IngestRunner:
                 time.sleep(interval)
         return loaded
 
-    def _detect_deviations(self, batch: _Batch, report: IngestReport) -> SourceReport:
+    def _detect_deviations(
+        self, batch: _Batch, report: IngestReport, scope: deviations.Scope | None = None
+    ) -> SourceReport:
         source = SourceReport("deviation rules", "rules")
         self._stream(
-            deviations.detect(self.store, self.thresholds),
+            deviations.detect(self.store, self.thresholds, scope),
             source,
             "rules",
             deviations.SOURCE_SYSTEM,
@@ -505,9 +574,7 @@ class IngestRunner:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"
                 source.rejected += 1
-                self._dead(
-                    batch.dead, source.path, source.format, item.position, item.reason, item.raw
-                )
+                batch.reject(source.path, source.format, item.position, item.reason, item.raw)
             elif isinstance(item, SkippedRecord):
                 source.records += 1
                 source.skipped += 1
@@ -555,6 +622,8 @@ class IngestRunner:
         failed = self._dangling(buffer)
         if failed:
             buffer = buffer.without(set(failed))
+        if batch.touched is not None:
+            _touch(batch.touched, buffer)
         # Labels are independent, so node groups are written two at a time (the store then
         # uses both cores). Relationship groups run in parallel only when they share no label:
         # two writers adding edges to one hub node (a machine) conflict and back off.
@@ -577,8 +646,7 @@ class IngestRunner:
         for index, reasons in sorted(failed.items()):
             source, record = batch.records[index]
             source.rejected += 1
-            self._dead(
-                batch.dead,
+            batch.reject(
                 source.path,
                 source.format,
                 record.position,
@@ -627,16 +695,6 @@ class IngestRunner:
                         )
         return failed
 
-    @staticmethod
-    def _dead(dead: Any, source: str, fmt: str, position: str, reason: str, raw: Any) -> None:
-        entry = {
-            "source": source,
-            "format": fmt,
-            "position": position,
-            "reason": reason,
-            "raw": raw,
-        }
-        dead.write(json.dumps(entry, default=str) + "\n")
 
 
 def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
@@ -652,6 +710,16 @@ def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
         else:
             waves.append((set(labels), [group]))
     return [members for _, members in waves]
+
+
+def _touch(touched: dict[str, set[str]], buffer: _Buffer) -> None:
+    """Note the keys a buffer writes (node rows and relationship ends), per label."""
+    for label, rows in buffer.nodes.items():
+        key = node_spec(label).key
+        touched.setdefault(label, set()).update(str(p[key]) for p, _ in rows if key in p)
+    for (start, _, end), rows in buffer.rels.items():
+        touched.setdefault(start, set()).update(data["start"] for data, _ in rows)
+        touched.setdefault(end, set()).update(data["end"] for data, _ in rows)
 
 
 def _describe(rejection: Rejection) -> str:

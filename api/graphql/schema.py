@@ -31,6 +31,7 @@ from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.store import Store
+from opsgraph.ingest.live import Changes
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
 from opsgraph.schema.base import UtcDateTimeProperty, as_utc
 
@@ -41,11 +42,18 @@ MAX_DEPTH = 8
 class Context(BaseContext):
     """Per request: the store, the caller's role and the DataLoaders (never shared)."""
 
-    def __init__(self, store: Store, role: str = "reader", memory: DecisionMemory | None = None):
+    def __init__(
+        self,
+        store: Store,
+        role: str = "reader",
+        memory: DecisionMemory | None = None,
+        changes: Changes | None = None,
+    ):
         super().__init__()
         self.store = store
         self.role = role
         self.memory = memory
+        self.changes = changes
         self.loaders: dict[Any, DataLoader] = {}
 
     def loader(self, key: Any, batch: Callable[[list[str]], Awaitable[list[Any]]]) -> DataLoader:
@@ -416,14 +424,19 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
 
 def _subscriptions(types: _Types) -> type:
     async def new_deviations(info: Info, poll_seconds: float = 1.0) -> AsyncGenerator[Any, None]:
-        """Deviations as ingest writes them (checked every ``poll_seconds``)."""
+        """Deviations as ingest writes them: at once when this server's live ingest (webhook,
+        MQTT) wrote them, and every ``poll_seconds`` for other writers (the CLI)."""
         seen = datetime.now(UTC)
+        changes = info.context.changes
         while True:
             rows = await asyncio.to_thread(read.deviations_since, info.context.store, seen)
             for props, written in rows:
                 seen = max(seen, written)
                 yield types.make("Deviation", props)
-            await asyncio.sleep(max(0.2, poll_seconds))
+            if changes is None:
+                await asyncio.sleep(max(0.2, poll_seconds))
+            else:
+                await changes.wait(max(0.2, poll_seconds))
 
     deviation = types.types["Deviation"]
     new_deviations.__annotations__["return"] = AsyncGenerator[deviation, None]
