@@ -185,7 +185,9 @@ def scrap_by_operation(scoped: bool = False) -> str:
         "(o:Operation)<-[:CONFIRMS]-(c:Confirmation)",
         "(o:Operation {operation_id: key})<-[:CONFIRMS]-(c:Confirmation)",
     )
-    return anchor + """
+    return (
+        anchor
+        + """
 WITH o, sum(coalesce(c.scrap_quantity, 0.0)) AS scrap, sum(coalesce(c.yield_quantity, 0.0)) AS good,
      min(c.start) AS start, max(c.end) AS end
 WHERE scrap > 0
@@ -194,6 +196,7 @@ OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
 RETURN o.operation_id AS operation, ord.order_id AS order, m.machine_id AS machine,
        scrap, good, start, end
 """
+    )
 
 
 ORDERS_OF_OPERATIONS = """
@@ -205,18 +208,23 @@ RETURN DISTINCT ord.order_id AS order
 
 def order_completion(scoped: bool = False) -> str:
     anchor = _anchor(scoped, "(ord:ProductionOrder)", "(ord:ProductionOrder {order_id: key})")
-    return anchor + """
+    return (
+        anchor
+        + """
 OPTIONAL MATCH (ord)-[:HAS_OPERATION]->(o:Operation)
 WITH ord, max(o.actual_end) AS finished, min(o.actual_start) AS started
 RETURN ord.order_id AS order, ord.status AS status, ord.planned_start AS planned_start,
        ord.planned_end AS planned_end, started, finished,
        ord.total_quantity AS total, ord.yield_quantity AS yield
 """
+    )
 
 
 def failed_quality_checks(scoped: bool = False) -> str:
     anchor = _anchor(scoped, "(q:QualityCheck)", "(q:QualityCheck {check_id: key})")
-    return anchor + """
+    return (
+        anchor
+        + """
 WHERE q.result = 'fail'
    OR (q.value IS NOT NULL AND ((q.lower_limit IS NOT NULL AND q.value < q.lower_limit)
                              OR (q.upper_limit IS NOT NULL AND q.value > q.upper_limit)))
@@ -229,6 +237,7 @@ RETURN q.check_id AS check, q.characteristic AS characteristic, q.value AS value
        o.operation_id AS operation, ord.order_id AS order, m.machine_id AS machine,
        l.lot_id AS lot
 """
+    )
 
 
 def long_downtimes(scoped: bool = False) -> str:
@@ -237,11 +246,14 @@ def long_downtimes(scoped: bool = False) -> str:
         "(m:Machine)-[:HAD_STATE]->(s:MachineState)",
         "(s:MachineState {state_id: key})<-[:HAD_STATE]-(m:Machine)",
     )
-    return anchor + """
+    return (
+        anchor
+        + """
 WHERE s.state = 'down' AND s.duration_s >= $seconds
 RETURN m.machine_id AS machine, s.state_id AS state, s.start AS start, s.end AS end,
        s.duration_s AS seconds, s.reason_code AS reason
 """
+    )
 
 
 def failed_inspection_items(scoped: bool = False) -> str:
@@ -250,13 +262,17 @@ def failed_inspection_items(scoped: bool = False) -> str:
         "(i:Inspection)-[:HAS_ITEM]->(item:InspectionItem)",
         "(item:InspectionItem {item_id: key})<-[:HAS_ITEM]-(i:Inspection)",
     )
-    return anchor + """
+    return (
+        anchor
+        + """
 WHERE item.failed = true
 OPTIONAL MATCH (i)-[:INSPECTED]->(m:Machine)
 RETURN item.item_id AS item, item.label AS label, item.response AS response,
        i.inspection_id AS inspection, coalesce(i.completed_at, i.started_at) AS at,
        m.machine_id AS machine
 """
+    )
+
 
 DEVIATIONS_BY_TYPE = """
 MATCH (d:Deviation)
@@ -588,4 +604,19 @@ RETURN o.operation_id AS operation, coalesce(o.actual_start, o.planned_start) AS
        coalesce(o.actual_end, o.planned_end) AS end, m.machine_id AS machine,
        m.machine_type AS machine_type, ord.order_id AS order
 LIMIT $cap
+"""
+
+# Live sources (MQTT) resume a machine's open interval and alarms after a restart.
+OPEN_MACHINE_STATE = """
+MATCH (m:Machine {machine_id: $machine})-[:HAD_STATE]->(s:MachineState)
+WHERE s.end IS NULL
+RETURN s.state_id AS id, s.start AS start, s.state AS state, s.reason_code AS reason
+ORDER BY s.start DESC
+LIMIT 1
+"""
+
+OPEN_MACHINE_ALARMS = """
+MATCH (m:Machine {machine_id: $machine})-[:RAISED]->(a:Alarm)
+WHERE a.cleared_at IS NULL AND a.level IN ['Warning', 'Fault']
+RETURN a.alarm_id AS id, a.code AS code, a.raised_at AS at
 """

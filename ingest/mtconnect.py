@@ -53,7 +53,7 @@ def looks_like(path: Path) -> bool:
     return False
 
 
-class _Device:
+class Device:
     """Open intervals and alarms of one device while its stream is read."""
 
     def __init__(self, name: str) -> None:
@@ -62,7 +62,7 @@ class _Device:
         self.open_alarms: dict[str, list[tuple[str, datetime]]] = {}
 
 
-def _state_rows(device: _Device, state_id: str, props: dict) -> list[NodeRow | RelRow]:
+def state_rows(device: Device, state_id: str, props: dict) -> list[NodeRow | RelRow]:
     return [
         NodeRow("MachineState", {"state_id": state_id, **props}),
         NodeRow("Machine", {"machine_id": device.name}),
@@ -72,8 +72,8 @@ def _state_rows(device: _Device, state_id: str, props: dict) -> list[NodeRow | R
 
 def parse(path: Path) -> Iterator[Item]:
     """Stream observations out of a Streams document, one Record per observation."""
-    device: _Device | None = None
-    devices: list[_Device] = []
+    device: Device | None = None
+    devices: list[Device] = []
     section = ""
     component = ""
     try:
@@ -84,7 +84,7 @@ def parse(path: Path) -> Iterator[Item]:
                     yield BadRecord("file", "the agent answered with an MTConnectError document")
                     return
                 if tag == "DeviceStream":
-                    device = _Device(element.get("name") or element.get("uuid") or "")
+                    device = Device(element.get("name") or element.get("uuid") or "")
                     devices.append(device)
                 elif tag == "ComponentStream":
                     component = element.get("component", "")
@@ -96,9 +96,7 @@ def parse(path: Path) -> Iterator[Item]:
             if tag in ("Samples", "Events", "Condition"):
                 section = ""
             elif tag == "DeviceStream":
-                if device is not None and device.name:
-                    yield from _close_device(device)
-                device = None
+                device = None  # its last state stays open: it is written without an end
             elif section and device is not None and device.name and element.get("dataItemId"):
                 yield from _observation(device, section, tag, element)
             if tag not in ("MTConnectStreams", "Streams"):
@@ -107,7 +105,7 @@ def parse(path: Path) -> Iterator[Item]:
         yield BadRecord("file", f"malformed XML: {error}")
 
 
-def _observation(device: _Device, section: str, tag: str, element: ET.Element) -> Iterator[Item]:
+def _observation(device: Device, section: str, tag: str, element: ET.Element) -> Iterator[Item]:
     item_id = element.get("dataItemId", "")
     position = f"{device.name}/{item_id}@{element.get('sequence', '?')}"
     value = (element.text or "").strip()
@@ -124,7 +122,7 @@ def _observation(device: _Device, section: str, tag: str, element: ET.Element) -
         if state is None:
             yield BadRecord(position, f"unknown {tag} value {value!r}", value)
             return
-        yield from _start_state(device, position, moment, state, value)
+        yield from start_state(device, position, moment, state, value)
     elif section == "Condition":
         yield from _condition(device, position, tag, element, moment)
     elif section == "Samples":
@@ -156,8 +154,8 @@ def _observation(device: _Device, section: str, tag: str, element: ET.Element) -
         yield SkippedRecord(position, f"{tag} events are not mapped")
 
 
-def _start_state(
-    device: _Device, position: str, moment: datetime, state: str, reason: str
+def start_state(
+    device: Device, position: str, moment: datetime, state: str, reason: str
 ) -> Iterator[Item]:
     rows: list[NodeRow | RelRow] = []
     if device.open_state is not None:
@@ -165,53 +163,67 @@ def _start_state(
         if previous_state == state and previous_reason == reason:
             yield SkippedRecord(position, "state unchanged")
             return
-        rows += _state_rows(device, previous_id, {
+        rows += state_rows(device, previous_id, {
             "state": previous_state, "reason_code": previous_reason, "start": start,
             "end": moment, "duration_s": (moment - start).total_seconds(),
         })  # fmt: skip
     state_id = f"{device.name}/{moment.isoformat()}"
-    rows += _state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
+    rows += state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
     device.open_state = (state_id, moment, state, reason)
     yield Record(position, rows, reason)
 
 
 def _condition(
-    device: _Device, position: str, level: str, element: ET.Element, moment: datetime
+    device: Device, position: str, level: str, element: ET.Element, moment: datetime
 ) -> Iterator[Item]:
     item_id = element.get("dataItemId", "")
     if level in CONDITION_LEVELS:
         code = element.get("nativeCode") or element.get("type") or item_id
-        alarm_id = f"{device.name}/{code}/{moment.isoformat()}"
-        props = {
-            "alarm_id": alarm_id,
-            "code": code,
-            "level": level,
-            "message": (element.text or "").strip() or None,
-            "raised_at": moment,
-        }
-        device.open_alarms.setdefault(item_id, []).append((alarm_id, moment))
-        yield Record(
-            position,
-            [
-                NodeRow("Alarm", {k: v for k, v in props.items() if v is not None}),
-                NodeRow("Machine", {"machine_id": device.name}),
-                RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id),
-            ],
-            element.text,
-        )
-    elif level == "Normal" and device.open_alarms.get(item_id):
-        cleared = device.open_alarms.pop(item_id)
-        yield Record(
-            position,
-            [
-                NodeRow("Alarm", {"alarm_id": alarm_id, "cleared_at": moment})
-                for alarm_id, _ in cleared
-            ],
-        )
+        message = (element.text or "").strip() or None
+        yield raise_alarm(device, position, item_id, code, level, message, moment, element.text)
     else:
-        yield SkippedRecord(position, f"{level} condition with nothing to clear")
+        yield clear_alarms(device, position, item_id, level, moment)
 
 
-def _close_device(device: _Device) -> Iterator[Item]:
-    """At the end of a stream the last state stays open: it is written without an end."""
-    return iter(())
+def raise_alarm(
+    device: Device,
+    position: str,
+    item_id: str,
+    code: str,
+    level: str,
+    message: str | None,
+    moment: datetime,
+    raw: object = None,
+) -> Record:
+    """A Warning or Fault on a data item opens an alarm, kept open until a Normal clears it."""
+    alarm_id = f"{device.name}/{code}/{moment.isoformat()}"
+    props = {
+        "alarm_id": alarm_id,
+        "code": code,
+        "level": level,
+        "message": message,
+        "raised_at": moment,
+    }
+    device.open_alarms.setdefault(item_id, []).append((alarm_id, moment))
+    return Record(
+        position,
+        [
+            NodeRow("Alarm", {k: v for k, v in props.items() if v is not None}),
+            NodeRow("Machine", {"machine_id": device.name}),
+            RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id),
+        ],
+        raw,
+    )
+
+
+def clear_alarms(
+    device: Device, position: str, item_id: str, level: str, moment: datetime
+) -> Record | SkippedRecord:
+    """A Normal clears the alarms open on the same data item."""
+    if level != "Normal" or not device.open_alarms.get(item_id):
+        return SkippedRecord(position, f"{level} condition with nothing to clear")
+    cleared = device.open_alarms.pop(item_id)
+    return Record(
+        position,
+        [NodeRow("Alarm", {"alarm_id": alarm_id, "cleared_at": moment}) for alarm_id, _ in cleared],
+    )

@@ -696,7 +696,6 @@ class IngestRunner:
         return failed
 
 
-
 def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
     """Split relationship groups into waves whose groups touch disjoint labels."""
     waves: list[tuple[set[str], list]] = []
