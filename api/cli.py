@@ -27,6 +27,7 @@ from opsgraph.graph.settings import Settings
 from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
 from opsgraph.graph.store import Store, StoreError
 from opsgraph.ingest.demo import generate
+from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
 from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
 from opsgraph.ingest.tables import load_mapping
 from opsgraph.schema import SchemaError
@@ -216,7 +217,9 @@ def _print_stats(result: GraphStats) -> None:
 @app.command("ingest")
 def ingest(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories to load.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or directories to load.")
+    ] = None,
     format_name: Annotated[
         str | None, typer.Option("--format", help=f"Skip detection: {', '.join(FORMATS)}.")
     ] = None,
@@ -237,6 +240,20 @@ def ingest(
         bool, typer.Option(help="Keep watching the folder and load files as they land.")
     ] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between polls.")] = 2.0,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="Subscribe to a broker instead of reading files: mqtt://user@host:1883 "
+            "(password in the URL or OPSGRAPH_MQTT_PASSWORD; mqtts:// for TLS)."
+        ),
+    ] = None,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="Topic filter to subscribe to (repeatable), e.g. 'acme/dresden/#'."),
+    ] = None,
+    client_id: Annotated[
+        str, typer.Option(help="MQTT client id: keep it stable so the broker keeps the session.")
+    ] = "opsgraph-ingest",
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 5000,
     as_json: JsonOption = False,
 ) -> None:
@@ -248,8 +265,19 @@ def ingest(
     alarms, process readings, quality checks, shift rosters, skills, notes, decision logs).
     Directories are read recursively. Exits with status 3 when records were rejected; each
     one is in the dead-letter file with its source, position, reason and the raw record.
+
+    With --mqtt, subscribes to a plant's Unified Namespace instead (ISA-95 topics
+    enterprise/site/area/line/machine/tag with JSON payloads, and Sparkplug B spBv1.0/...):
+    QoS 1, each message acknowledged once its records are committed; runs until Ctrl-C.
     """
     settings: Settings = ctx.obj
+    if mqtt is not None:
+        if paths:
+            raise typer.BadParameter("give either files or --mqtt, not both")
+        _ingest_mqtt(ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), as_json)
+        return
+    if not paths:
+        raise typer.BadParameter("name files or directories to load (or --mqtt URL)")
     with (
         _open(ctx, as_json) as store,
         Progress(
@@ -297,6 +325,61 @@ def ingest(
         _print_ingest(report)
     if report.rejected:
         raise typer.Exit(3)
+
+
+def _ingest_mqtt(
+    ctx: typer.Context,
+    settings: Settings,
+    url: str,
+    topics: list[str],
+    client_id: str,
+    aliases: Aliases,
+    as_json: bool,
+) -> None:
+    try:
+        broker = Broker.parse(url)
+    except MqttError as error:
+        raise typer.BadParameter(str(error)) from None
+    with _open(ctx, as_json) as store:
+        runner = IngestRunner(
+            store, settings.home / "ingest", scope=settings.uri or "embedded", aliases=aliases
+        )
+
+        def on_report(report: IngestReport) -> None:
+            if as_json:
+                _emit_report(report)
+                return
+            created = sum(w["created"] for w in report.writes.values())
+            line = (
+                f"{len(report.sources)} messages committed, {created} created, "
+                f"{report.rejected} rejected"
+            )
+            console.print(
+                line + (f" (dead letters: {report.dead_letters})" * bool(report.rejected))
+            )
+
+        try:
+            subscriber = MqttIngest(
+                runner,
+                broker,
+                topics,
+                client_id=client_id,
+                on_report=on_report,
+                on_problem=lambda problem: err_console.print(f"[yellow]{problem}[/]"),
+            )
+            subscriber.connect()
+        except MqttError as error:
+            err_console.print(f"[red]{error}[/]")
+            raise typer.Exit(2) from None
+        console.print(
+            f"subscribed to {', '.join(topics)} on {broker.host}:{broker.port} (Ctrl-C to stop)"
+        )
+        try:
+            subscriber.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            subscriber.close()
 
 
 def _emit_report(report: IngestReport) -> None:

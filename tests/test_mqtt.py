@@ -5,6 +5,9 @@ store restart mid-stream loses nothing) and reconnection after a broker restart.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -310,3 +313,34 @@ def test_nothing_is_lost_when_the_store_restarts_mid_stream(
     finally:
         store.close()
         server.stop()
+
+
+def test_the_command_line_subscribes_until_interrupted(
+    store: Store, settings: Settings, broker: Mosquitto
+) -> None:
+    command = [sys.executable, "-c", "from opsgraph.api.cli import main; main()"]
+    command += [] if settings.uri else ["--home", str(settings.home)]
+    refused = subprocess.run(
+        [*command, "ingest", "--mqtt", f"mqtt://{USER}:nope@127.0.0.1:{broker.port}",
+         "--topic", "acme/#"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "refused" in refused.stderr
+    process = subprocess.Popen(
+        [*command, "ingest", "--mqtt", broker.url, "--topic", "acme/#", "--client-id", "og-cli"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        assert "subscribed to acme/#" in process.stdout.readline()
+        publisher = Publisher(broker)
+        publisher.send(f"{PLANT}/M-501/spindle/load", {"value": 55.0, "timestamp": _at(0)})
+        publisher.close()
+        query = "MATCH (:Machine {machine_id: 'M-501'})-[:MEASURED]->(r) RETURN r.value AS v"
+        while not store.read(query):
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
