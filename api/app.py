@@ -8,6 +8,9 @@ import hashlib
 import json
 import os
 import secrets
+import socket
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
 from opsgraph.graph.memory import DecisionMemory
@@ -76,7 +80,7 @@ def create_app(
     keys = ApiKeys(settings.home)
     memory = DecisionMemory(store)  # one per app: the embedding model loads once, on first use
 
-    def role_of(request: Request) -> str:
+    def role_of(request: HTTPConnection) -> str:
         """The caller's role from its API key (header, or ``api_key`` for browser pages)."""
         if not auth:
             return "writer"
@@ -99,7 +103,7 @@ def create_app(
     live = LiveIngest(runner)
     inbox = settings.home / "inbox"
 
-    async def context(request: Request) -> Context:
+    async def context(request: HTTPConnection) -> Context:  # HTTP requests and websockets
         return Context(store=store, role=role_of(request), memory=memory, changes=live.changes)
 
     app = FastAPI(title="opsgraph", description="Execution intelligence for manufacturing")
@@ -177,3 +181,34 @@ def create_app(
         return {"status": "ok", "store": store.description}
 
     return app
+
+
+class BackgroundServer:
+    """The app served by uvicorn on a free loopback port in a thread, for embedding opsgraph
+    in another program (notebooks, tests, the benchmarks): ``with BackgroundServer(app) as
+    server: httpx.get(server.url + "/health")``."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1") -> None:
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -410,6 +410,7 @@ class IngestRunner:
         unacknowledged is lost."""
         with self._running, self._session(dead_letter_path, track=True) as (report, batch):
             current_rank: int | None = None
+            sources = []
             for stream in sorted(streams, key=lambda s: s.rank):
                 if stream.rank != current_rank:
                     self._flush(batch, report)
@@ -419,10 +420,13 @@ class IngestRunner:
                     rules = False
                 source = SourceReport(stream.name, stream.format)
                 report.sources.append(source)
+                sources.append(source)
                 self._stream(
                     iter(stream.items), source, stream.name, stream.source_system, batch, report
                 )
             self._flush(batch, report)
+            for source in sources:
+                source.loaded = source.records - source.skipped - source.rejected
             if rules and batch.touched:
                 report.sources.append(self._detect_deviations(batch, report, batch.touched))
         return report

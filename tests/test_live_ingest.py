@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 from pathlib import Path
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
-from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.api.app import ApiKeys, BackgroundServer, create_app
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
+from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestRunner
 
 DATA = Path(__file__).parent / "data"
@@ -65,3 +71,67 @@ def test_the_webhook_loads_records_for_writers(store: Store, tmp_path: Path) -> 
     assert reasons["d.results[2]"] == "missing ManufacturingOrder"
     assert post(writer, b"{}", "../escape.json").status_code in (200, 422)
     assert not (tmp_path / "escape.json").exists()
+
+
+def test_a_posted_event_reaches_websocket_subscribers_as_a_new_deviation(
+    store: Store, tmp_path: Path
+) -> None:
+    keys = ApiKeys(tmp_path)
+    writer, reader = keys.create("writer", "mes"), keys.create("reader", "app")
+    with BackgroundServer(create_app(store, Settings(home=tmp_path))) as server:
+        ws_url = server.url.replace("http", "ws") + f"/graphql?api_key={reader}"
+        with connect(ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+            query = "subscription { newDeviations(pollSeconds: 30) { deviationId deviationType } }"
+            ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            time.sleep(0.5)  # the subscription takes its starting point
+            # one out-of-spec measurement, posted as a one-line CSV webhook body
+            header = "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+            body = header + "QC-LIVE-1,bore_diameter,42.031,mm,41.990,42.010,2026-11-02T09:30Z\n"
+            posted = httpx.post(
+                f"{server.url}/ingest",
+                params={"filename": "quality_checks.csv"},
+                content=body,
+                headers={"Authorization": f"Bearer {writer}"},
+                timeout=30,
+            )
+            assert posted.status_code == 200, posted.text
+            assert posted.json()["new_deviations"] == 1
+            # pushed at commit, not after the 30 s polling interval
+            message = json.loads(ws.recv(timeout=5))
+    assert message["type"] == "next", message
+    assert message["payload"]["data"]["newDeviations"] == {
+        "deviationId": "DEV-QC-QC-LIVE-1",
+        "deviationType": "out_of_spec",
+    }
+
+
+def test_websocket_subscriptions_need_a_key(store: Store, tmp_path: Path) -> None:
+    with BackgroundServer(create_app(store, Settings(home=tmp_path))) as server:
+        ws_url = server.url.replace("http", "ws") + "/graphql"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10)
+    assert refused.value.response.status_code in (401, 403)
+
+
+def test_concurrent_webhook_bodies_are_committed_together(store: Store, tmp_path: Path) -> None:
+    runner = IngestRunner(store, tmp_path / "state")
+    live = LiveIngest(runner, linger=0.5)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    futures = []
+    for number in range(5):
+        path = inbox / f"qc-{number}.csv"
+        path.write_text(
+            "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+            f"QC-G-{number},bore_diameter,{42.0 + number / 100:.3f},mm,41.99,42.01,"
+            "2026-11-02T09:30Z\n"
+        )
+        futures.append(live.submit([runner.file_stream(path)]))
+    outcomes = [future.result(timeout=60) for future in futures]
+    live.close()
+    assert len({id(outcome.run) for outcome in outcomes}) == 1  # one group, one commit
+    assert [o.sources[0].loaded for o in outcomes] == [1] * 5
+    found = store.read("MATCH (d:Deviation) RETURN d.deviation_id AS id ORDER BY id")
+    assert found == [{"id": "DEV-QC-QC-G-2"}, {"id": "DEV-QC-QC-G-3"}, {"id": "DEV-QC-QC-G-4"}]
