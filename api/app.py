@@ -11,6 +11,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
+from opsgraph.graph.workflows import Workflow, WorkflowEngine
 from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestRunner, UnknownFormat
 
@@ -75,8 +77,10 @@ def create_app(
     auth: bool = True,
     production: bool = False,
     cors_origins: list[str] | None = None,
+    workflows: Sequence[Workflow] = (),
 ) -> FastAPI:
-    """The app around an open store; ``auth=False`` only for local exploration."""
+    """The app around an open store; ``auth=False`` only for local exploration. With
+    ``workflows``, every deviation the webhook's records produce goes through the rules."""
     keys = ApiKeys(settings.home)
     memory = DecisionMemory(store)  # one per app: the embedding model loads once, on first use
 
@@ -100,7 +104,11 @@ def create_app(
         return role
 
     runner = IngestRunner(store, settings.home / "ingest", scope=settings.uri or "embedded")
-    live = LiveIngest(runner)
+    engine = WorkflowEngine(store, workflows, settings.home, memory) if workflows else None
+    live = LiveIngest(
+        runner,
+        on_commit=lambda report: engine.run(report.new_deviations) if engine else None,
+    )
     inbox = settings.home / "inbox"
 
     async def context(request: HTTPConnection) -> Context:  # HTTP requests and websockets
@@ -164,7 +172,7 @@ def create_app(
             "records": sum(s.records for s in outcome.sources),
             "rejected": outcome.rejected,
             "sources": [s.as_dict() for s in outcome.sources],
-            "new_deviations": run.writes.get("Deviation", {}).get("created", 0) if run else 0,
+            "new_deviations": len(run.new_deviations) if run else 0,
             "rejections": [
                 {"position": r["position"], "reason": r["reason"]} for r in outcome.rejections
             ],

@@ -26,6 +26,13 @@ from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.stats import GraphStats, deviation_summary, graph_stats
 from opsgraph.graph.store import Store, StoreError
+from opsgraph.graph.workflows import (
+    Workflow,
+    WorkflowEngine,
+    WorkflowError,
+    WorkflowReport,
+    load_workflows,
+)
 from opsgraph.ingest.demo import generate
 from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
 from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
@@ -235,7 +242,9 @@ def ingest(
     mapping: Annotated[
         list[Path] | None, typer.Option(help="TOML column mapping for another ERP/MES export.")
     ] = None,
-    rules: Annotated[bool, typer.Option(help="Run the deviation rules after loading.")] = True,
+    deviation_rules: Annotated[
+        bool, typer.Option("--rules/--no-rules", help="Run the deviation rules after loading.")
+    ] = True,
     watch: Annotated[
         bool, typer.Option(help="Keep watching the folder and load files as they land.")
     ] = False,
@@ -254,6 +263,9 @@ def ingest(
     client_id: Annotated[
         str, typer.Option(help="MQTT client id: keep it stable so the broker keeps the session.")
     ] = "opsgraph-ingest",
+    workflows: Annotated[
+        Path | None, typer.Option(help="Workflows file: run the rules on the new deviations.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 5000,
     as_json: JsonOption = False,
 ) -> None:
@@ -271,10 +283,13 @@ def ingest(
     QoS 1, each message acknowledged once its records are committed; runs until Ctrl-C.
     """
     settings: Settings = ctx.obj
+    rules = _rules(workflows) if workflows else []
     if mqtt is not None:
         if paths:
             raise typer.BadParameter("give either files or --mqtt, not both")
-        _ingest_mqtt(ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), as_json)
+        _ingest_mqtt(
+            ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), rules, as_json
+        )
         return
     if not paths:
         raise typer.BadParameter("name files or directories to load (or --mqtt URL)")
@@ -309,20 +324,32 @@ def ingest(
             if len(paths) != 1 or not paths[0].is_dir():
                 raise typer.BadParameter("--watch takes exactly one folder")
             console.print(f"watching {paths[0]} every {interval:g} s (Ctrl-C to stop)")
+            engine = _engine(store, settings, rules) if rules else None
+
+            def on_report(report: IngestReport) -> None:
+                actions = engine.run(report.new_deviations) if engine else None
+                if as_json:
+                    _emit_report(report)
+                    return
+                _print_ingest(report)
+                if actions is not None:
+                    _print_workflows(actions)
+
             try:
-                runner.watch(
-                    paths[0], interval, on_report=_emit_report if as_json else _print_ingest
-                )
+                runner.watch(paths[0], interval, on_report=on_report)
             except KeyboardInterrupt:
                 return
             return
         report = runner.run(
-            paths, format_name, full=full, dead_letter_path=dead_letters, rules=rules
+            paths, format_name, full=full, dead_letter_path=dead_letters, rules=deviation_rules
         )
+        actions = _engine(store, settings, rules).run(report.new_deviations) if rules else None
     if as_json:
-        _emit(report.as_dict())
+        _emit({**report.as_dict(), "workflows": actions.as_dict() if actions else None})
     else:
         _print_ingest(report)
+        if actions is not None:
+            _print_workflows(actions)
     if report.rejected:
         raise typer.Exit(3)
 
@@ -334,6 +361,7 @@ def _ingest_mqtt(
     topics: list[str],
     client_id: str,
     aliases: Aliases,
+    rules: list[Workflow],
     as_json: bool,
 ) -> None:
     try:
@@ -345,10 +373,15 @@ def _ingest_mqtt(
             store, settings.home / "ingest", scope=settings.uri or "embedded", aliases=aliases
         )
 
+        engine = _engine(store, settings, rules) if rules else None
+
         def on_report(report: IngestReport) -> None:
+            actions = engine.run(report.new_deviations) if engine else None
             if as_json:
                 _emit_report(report)
                 return
+            if actions is not None and actions.fired:
+                _print_workflows(actions)
             created = sum(w["created"] for w in report.writes.values())
             line = (
                 f"{len(report.sources)} messages committed, {created} created, "
@@ -560,6 +593,84 @@ def risk(
             )
 
 
+# -- workflows ---------------------------------------------------------------------------------
+
+workflows_app = typer.Typer(
+    help="Rules that turn deviations and orders at risk into actions for the right person."
+)
+app.add_typer(workflows_app, name="workflows")
+RulesArgument = Annotated[Path, typer.Argument(help="The workflows file (YAML).")]
+
+
+def _rules(path: Path) -> list[Workflow]:
+    try:
+        return load_workflows(path)
+    except WorkflowError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@workflows_app.command("check")
+def workflows_check(rules: RulesArgument, as_json: JsonOption = False) -> None:
+    """Validate a workflows file and say what each rule does."""
+    workflows = _rules(rules)
+    if as_json:
+        _emit([{**vars(w), "export": str(w.export)} for w in workflows])
+        return
+    for w in workflows:
+        when = (
+            f"deviation {'/'.join(w.types)}"
+            + (f" severity {'/'.join(w.severities)}" if w.severities else "")
+            if w.trigger == "deviation"
+            else f"order risk >= {w.risk_above:g} within {w.horizon_days:g} days"
+        )
+        who = w.person or " with ".join(x for x in (w.role, w.skill and f"skill {w.skill}") if x)
+        console.print(
+            f"[bold]{w.name}[/]: when {when}" + (f" on {'/'.join(w.lines)}" * bool(w.lines))
+        )
+        console.print(f"   then action '{w.title}' for {who or 'nobody in particular'}, "
+                      f"due in {w.due_hours:g} h, priority {w.priority}")  # fmt: skip
+
+
+@workflows_app.command("run")
+def workflows_run(
+    ctx: typer.Context,
+    rules: RulesArgument,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", help="When risk rules score from (now).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fire every rule whose trigger is met and that has not fired yet (safe to repeat)."""
+    settings: Settings = ctx.obj
+    workflows = _rules(rules)
+    with _open(ctx, as_json) as store:
+        report = _engine(store, settings, workflows).run(as_of=_aware(as_of))
+    if as_json:
+        _emit(report.as_dict())
+        return
+    _print_workflows(report)
+
+
+def _engine(store: Store, settings: Settings, workflows: list[Workflow]) -> WorkflowEngine:
+    """The engine, with decision memory only when a rule attaches similar decisions (the
+    embedding model takes seconds to load)."""
+    memory = DecisionMemory(store) if any(w.similar_decisions for w in workflows) else None
+    return WorkflowEngine(store, workflows, settings.home, memory)
+
+
+def _print_workflows(report: WorkflowReport) -> None:
+    for fired in report.fired:
+        who = fired.assignee or "unassigned"
+        exported = f"; exported to {', '.join(fired.exported)}" if fired.exported else ""
+        console.print(f"{fired.action_id} -> {who} ({fired.assigned_because}){exported}")
+    console.print(
+        f"{len(report.fired)} actions created, {report.already} already existed, "
+        f"{len(report.closed)} deviations closed"
+    )
+    for problem in report.export_failures + report.problems:
+        err_console.print(f"[yellow]{problem}[/]")
+
+
 # -- decision memory ----------------------------------------------------------------------------
 
 
@@ -670,16 +781,27 @@ def serve(
     production: Annotated[bool, typer.Option(help="No GraphiQL, no introspection.")] = False,
     auth: Annotated[bool, typer.Option(help="Require API keys (default).")] = True,
     cors: Annotated[list[str] | None, typer.Option(help="Allowed browser origin.")] = None,
+    workflows: Annotated[
+        Path | None, typer.Option(help="Workflows file: run the rules on webhook deviations.")
+    ] = None,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) and /health with uvicorn."""
     import uvicorn
 
     settings: Settings = ctx.obj
+    rules = _rules(workflows) if workflows else []
     store = _open(ctx, False)
     console.print(f"GraphQL on http://{host}:{port}/graphql ({store.description})")
     try:
         uvicorn.run(
-            create_app(store, settings, auth=auth, production=production, cors_origins=cors or []),
+            create_app(
+                store,
+                settings,
+                auth=auth,
+                production=production,
+                cors_origins=cors or [],
+                workflows=rules,
+            ),
             host=host,
             port=port,
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
 
-from . import read
+from . import queries, read
 from .store import Store
 from .writer import BulkWriter, UpsertReport
 
@@ -46,13 +46,18 @@ def record_decision(
     about: Sequence[tuple[str, str]],
     rationale: str | None = None,
     decided_at: datetime | None = None,
+    action_id: str | None = None,
 ) -> Recorded:
-    """Record who decided what and why, about which entities (which must exist)."""
+    """Record who decided what and why, about which entities (which must exist).
+
+    ``action_id`` names the action (e.g. one a workflow created) this decision came out of:
+    the action is linked to it and the decision to the deviations the action is about, so
+    the outcome recorded later is reachable from the deviation."""
     if not CLIENT_ID.match(client_id):
         raise DecisionError("client_id: 1-80 letters, digits or _ . : - (retries reuse it)")
     if not summary.strip():
         raise DecisionError("summary: say what was decided")
-    if not about:
+    if not about and not action_id:
         raise DecisionError("about: name at least one deviation, order, lot or machine")
     for label, _ in about:
         if label not in ABOUT:
@@ -65,6 +70,8 @@ def record_decision(
     ]
     if decided_by not in _existing(store, "Person", [decided_by]):
         missing.append(f"Person {decided_by!r}")
+    if action_id is not None and action_id not in _existing(store, "Action", [action_id]):
+        missing.append(f"Action {action_id!r}")
     if missing:
         raise DecisionError(f"unknown {', '.join(missing)}")
     report = writer.upsert_nodes(
@@ -87,10 +94,15 @@ def record_decision(
             [{"start": decided_by, "end": decision_id, **origin}],
         )
     )
-    for label, key in about:
+    links = [("Decision", "ABOUT", label, decision_id, key) for label, key in about]
+    if action_id is not None:
+        links.append(("Action", "RESULTED_IN", "Decision", action_id, decision_id))
+        for row in store.read(queries.ACTION_DEVIATIONS, action=action_id):
+            links.append(("Decision", "ABOUT", "Deviation", decision_id, row["deviation"]))
+    for start, rel_type, end, start_key, end_key in links:
         _check(
             writer.upsert_relationships(
-                rel_spec("Decision", "ABOUT", label), [{"start": decision_id, "end": key, **origin}]
+                rel_spec(start, rel_type, end), [{"start": start_key, "end": end_key, **origin}]
             )
         )
     return Recorded(decision_id, report.created == 1)

@@ -620,3 +620,89 @@ MATCH (m:Machine {machine_id: $machine})-[:RAISED]->(a:Alarm)
 WHERE a.cleared_at IS NULL AND a.level IN ['Warning', 'Fault']
 RETURN a.alarm_id AS id, a.code AS code, a.raised_at AS at
 """
+
+# Workflows: rules' triggers, where a deviation happened, who was on shift, closing the loop.
+WORKFLOW_DEVIATIONS = """
+MATCH (d:Deviation)
+WHERE d.deviation_type IN $types
+RETURN d.deviation_id AS id, d.deviation_type AS type, d.severity AS severity,
+       d.start AS start, d.description AS description
+ORDER BY d.start, d.deviation_id
+"""
+
+WORKFLOW_DEVIATIONS_BY_ID = """
+UNWIND $ids AS key
+MATCH (d:Deviation {deviation_id: key})
+RETURN d.deviation_id AS id, d.deviation_type AS type, d.severity AS severity,
+       d.start AS start, d.description AS description
+ORDER BY d.start, d.deviation_id
+"""
+
+DEVIATION_MACHINES = """
+UNWIND $ids AS key
+MATCH (d:Deviation {deviation_id: key})-[:ABOUT]->(m:Machine)
+OPTIONAL MATCH (l:Line)-[:HAS_MACHINE]->(m)
+RETURN key AS id, m.machine_id AS machine, l.line_id AS line
+"""
+
+DEVIATION_OPERATION_MACHINES = """
+UNWIND $ids AS key
+MATCH (d:Deviation {deviation_id: key})-[:ABOUT]->(:Operation)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (l:Line)-[:HAS_MACHINE]->(m)
+RETURN key AS id, m.machine_id AS machine, l.line_id AS line
+"""
+
+DEVIATION_ORDER_MACHINES = """
+UNWIND $ids AS key
+MATCH (d:Deviation {deviation_id: key})-[:ABOUT]->(o:ProductionOrder)
+OPTIONAL MATCH (o)-[:HAS_OPERATION]->(:Operation)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (l:Line)-[:HAS_MACHINE]->(m)
+RETURN key AS id, m.machine_id AS machine, l.line_id AS line, o.order_id AS order
+"""
+
+ORDER_LINES = """
+UNWIND $orders AS key
+MATCH (o:ProductionOrder {order_id: key})-[:HAS_OPERATION]->(:Operation)-[:ON_MACHINE]->(m:Machine)
+OPTIONAL MATCH (l:Line)-[:HAS_MACHINE]->(m)
+RETURN key AS order, m.machine_id AS machine, l.line_id AS line
+"""
+
+SHIFT_CREW = """
+UNWIND $lines AS key
+MATCH (:Line {line_id: key})<-[:ON_LINE]-(s:Shift)
+WHERE s.start <= datetime($at) AND s.end > datetime($at)
+MATCH (p:Person)-[:WORKED]->(s)
+RETURN DISTINCT p.person_id AS person, p.role AS role
+"""
+
+PEOPLE_SKILL = """
+UNWIND $people AS key
+MATCH (p:Person {person_id: key})-[k:HAS_SKILL]->(:Skill {skill_id: $skill})
+RETURN key AS person, k.level AS level, k.certified AS certified, k.valid_until AS valid_until
+"""
+
+SKILLED_PEOPLE = """
+MATCH (:Skill {skill_id: $skill})<-[:HAS_SKILL]-(p:Person)
+RETURN p.person_id AS person, p.role AS role
+"""
+
+PEOPLE_WITH_ROLE = """
+MATCH (p:Person)
+WHERE p.role = $role
+RETURN p.person_id AS person, p.role AS role
+"""
+
+COMPLETED_WORKFLOW_ACTIONS = """
+MATCH (a:Action)
+WHERE a.workflow IS NOT NULL AND a.status = 'complete'
+MATCH (a)-[:RESULTED_IN]->(dec:Decision)
+MATCH (a)-[:ABOUT]->(d:Deviation)
+OPTIONAL MATCH (dec)-[:HAS_OUTCOME]->(out:Outcome)
+RETURN a.action_id AS action, dec.decision_id AS decision, d.deviation_id AS deviation,
+       d.status AS status, out.outcome_id AS outcome
+"""
+
+ACTION_DEVIATIONS = """
+MATCH (:Action {action_id: $action})-[:ABOUT]->(d:Deviation)
+RETURN d.deviation_id AS deviation
+"""

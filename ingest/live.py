@@ -7,6 +7,7 @@ an HTTP request answered or an MQTT message acknowledged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -15,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .runner import IngestReport, IngestRunner, SourceReport, Stream
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -148,7 +151,10 @@ class LiveIngest:
                         report,
                     )
                 )
-            if report.writes.get("Deviation", {}).get("created"):
+            if report.new_deviations:
                 self.changes.notify()
             if self.on_commit is not None:
-                self.on_commit(report)
+                try:
+                    self.on_commit(report)
+                except Exception:  # a follow-up (workflows) failing must not stop ingest
+                    log.exception("after-commit step failed for run %s", report.run_id)

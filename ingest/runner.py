@@ -204,6 +204,7 @@ class IngestReport:
     writes: dict[str, dict[str, int]] = field(default_factory=dict)
     dead_letters: str | None = None
     rejections: list[dict[str, Any]] = field(default_factory=list)
+    new_deviations: list[str] = field(default_factory=list)  # for workflows and subscribers
     seconds: float = 0.0
     write_seconds: float = 0.0
 
@@ -227,6 +228,7 @@ class IngestReport:
             "writes": self.writes,
             "dead_letters": self.dead_letters,
             "rejections": self.rejections,
+            "new_deviations": self.new_deviations,
         }
 
 
@@ -634,6 +636,7 @@ class IngestRunner:
         with ThreadPoolExecutor(max_workers=2) as pool:
             node_results = list(pool.map(self._write_nodes, buffer.nodes.items()))
             fresh = {label: result.created_keys for label, _, result in node_results}
+            report.new_deviations += sorted(fresh.get("Deviation", ()))
             results = list(node_results)
             for wave in _waves(list(buffer.rels.items())):
                 results += pool.map(lambda group: self._write_rels(group, fresh), wave)

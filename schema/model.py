@@ -385,11 +385,15 @@ class Action(OpsNode):
     created_at = UtcDateTimeProperty()
     due_at = UtcDateTimeProperty(index=True)
     completed_at = UtcDateTimeProperty()
+    workflow = StringProperty(index=True, help_text="the workflow rule that created it, if any")
     assignees = RelationshipTo("Person", "ASSIGNED_TO", model=SourceRel)
     about_deviation = RelationshipTo("Deviation", "ABOUT", model=SourceRel)
     about_machine = RelationshipTo("Machine", "ABOUT", model=SourceRel)
+    about_order = RelationshipTo("ProductionOrder", "ABOUT", model=SourceRel)
     about_inspection_item = RelationshipTo("InspectionItem", "ABOUT", model=SourceRel)
     decision = RelationshipTo("Decision", "RESULTED_IN", model=SourceRel)
+    # past decisions on similar situations, attached by a workflow for whoever takes it on
+    cites = RelationshipTo("Decision", "CITES", model=SourceRel)
 
 
 class Note(OpsNode):

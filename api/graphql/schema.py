@@ -630,8 +630,10 @@ def _mutations() -> type:
         summary: str,
         about: list[EntityRef],
         rationale: str | None = None,
+        action_id: str | None = None,
     ) -> DecisionResult:
-        """Record a decision (idempotent per client_id: a retry changes nothing)."""
+        """Record a decision (idempotent per client_id: a retry changes nothing); with
+        ``actionId``, the decision an action (e.g. a workflow's) resulted in."""
         _writer(info)
         refs = [(ref.label, ref.key) for ref in about]
         recorded = await asyncio.to_thread(
@@ -643,6 +645,8 @@ def _mutations() -> type:
             summary,
             refs,
             rationale,
+            None,
+            action_id,
         )
         return DecisionResult(decision_id=recorded.decision_id, created=recorded.created)
 
