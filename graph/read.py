@@ -21,24 +21,37 @@ def _visible(props: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k not in HIDDEN}
 
 
+def _fields(spec: NodeSpec) -> tuple[list[str], list[str]]:
+    """The properties a read returns (the model's, minus hidden ones) and which are times."""
+    fields = [name for name in spec.properties if name not in HIDDEN]
+    return fields, [name for name in fields if name in spec.temporal]
+
+
 def nodes_by_key(store: Store, label: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Properties of the nodes with these business keys (missing keys are absent)."""
+    """Properties of the nodes with these business keys (missing keys are absent);
+    timestamps come as ISO text (``as_utc`` reads both)."""
     spec = node_spec(label)
-    rows = store.read(queries.nodes_by_key(spec.label, spec.key), keys=list(keys))
-    return {r["key"]: _visible(r["props"]) for r in rows}
+    query = queries.nodes_by_key(spec.label, spec.key, *_fields(spec))
+    return {r["key"]: r["props"] for r in store.read(query, keys=list(keys))}
 
 
 def neighbours(
     store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool = True
 ) -> dict[str, list[dict[str, Any]]]:
     """For each key on one side of ``spec``, the nodes at the other end, in key order."""
-    query = queries.neighbours(
-        spec.start.label, spec.start.key, spec.type, spec.end.label, spec.end.key, outgoing
-    )
     other = spec.end if outgoing else spec.start
+    query = queries.neighbours(
+        spec.start.label,
+        spec.start.key,
+        spec.type,
+        spec.end.label,
+        spec.end.key,
+        outgoing,
+        *_fields(other),
+    )
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.read(query, keys=list(keys)):
-        found[row["key"]].append(_visible(row["props"]))
+        found[row["key"]].append(row["props"])
     for rows in found.values():
         rows.sort(key=lambda p: str(p.get(other.key)))
     return found
@@ -60,7 +73,7 @@ def page(
     if unknown:
         raise SchemaError(f"{spec.label} has no properties {sorted(unknown)} to filter on")
     time_property = _time_property(spec) if since or until else None
-    query = queries.page(spec.label, spec.key, sorted(equals), time_property)
+    query = queries.page(spec.label, spec.key, sorted(equals), time_property, *_fields(spec))
     rows = store.read(
         query,
         after=after,
@@ -69,7 +82,7 @@ def page(
         until=until.isoformat() if until else None,
         **{f"f_{name}": value for name, value in equals.items()},
     )
-    return [_visible(r["props"]) for r in rows[:first]], len(rows) > first
+    return [r["props"] for r in rows[:first]], len(rows) > first
 
 
 def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any], datetime]]:

@@ -28,12 +28,15 @@ PROVENANCE_PROPERTIES = frozenset({"source_system", "source_record"})
 
 
 def as_utc(value: Any) -> datetime | None:
-    """A stored timestamp (driver DateTime or Python datetime) as an aware UTC datetime.
+    """A stored timestamp (driver DateTime, Python datetime or ISO text, as the read
+    services return it) as an aware UTC datetime.
 
     The embedded store returns UTC datetimes it was given as parameters without a zone.
     """
     if value is None:
         return None
+    if isinstance(value, str):
+        return parse_iso(value).astimezone(UTC)
     native = value.to_native() if hasattr(value, "to_native") else value
     return native.astimezone(UTC) if native.tzinfo else native.replace(tzinfo=UTC)
 

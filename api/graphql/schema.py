@@ -19,7 +19,9 @@ from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
+    ParserCache,
     QueryDepthLimiter,
+    ValidationCache,
 )
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
@@ -404,15 +406,24 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     query = strawberry.type(type("Query", (), namespace))
     mutation = _mutations()
     subscription = _subscriptions(types)
-    extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
+    # The limit rules are made once, not per request: the validation cache is keyed by the
+    # document and the rule classes, so fresh rule classes per request would never hit it.
+    # Parsing and validating a deep query cost more CPU than resolving it; clients send the
+    # same few query texts, so both are cached (bounded LRU; results are never cached).
+    rules = [
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=30),
     ]
     if not introspection:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    extensions.append(lambda: MaskErrors(should_mask_error=_internal))
+        rules.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    extensions: list[Any] = [
+        *(lambda rule=rule: rule for rule in rules),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        lambda: MaskErrors(should_mask_error=_internal),
+    ]
     return strawberry.Schema(
         query=query,
         mutation=mutation,
