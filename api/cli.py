@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -324,17 +325,7 @@ def ingest(
             if len(paths) != 1 or not paths[0].is_dir():
                 raise typer.BadParameter("--watch takes exactly one folder")
             console.print(f"watching {paths[0]} every {interval:g} s (Ctrl-C to stop)")
-            engine = _engine(store, settings, rules) if rules else None
-
-            def on_report(report: IngestReport) -> None:
-                actions = engine.run(report.new_deviations) if engine else None
-                if as_json:
-                    _emit_report(report)
-                    return
-                _print_ingest(report)
-                if actions is not None:
-                    _print_workflows(actions)
-
+            on_report = _after_commit(store, settings, rules, as_json, _print_ingest)
             try:
                 runner.watch(paths[0], interval, on_report=on_report)
             except KeyboardInterrupt:
@@ -373,24 +364,17 @@ def _ingest_mqtt(
             store, settings.home / "ingest", scope=settings.uri or "embedded", aliases=aliases
         )
 
-        engine = _engine(store, settings, rules) if rules else None
-
-        def on_report(report: IngestReport) -> None:
-            actions = engine.run(report.new_deviations) if engine else None
-            if as_json:
-                _emit_report(report)
-                return
-            if actions is not None and actions.fired:
-                _print_workflows(actions)
+        def committed(report: IngestReport) -> None:
             created = sum(w["created"] for w in report.writes.values())
             line = (
                 f"{len(report.sources)} messages committed, {created} created, "
                 f"{report.rejected} rejected"
             )
-            console.print(
-                line + (f" (dead letters: {report.dead_letters})" * bool(report.rejected))
-            )
+            if report.rejected:
+                line += f" (dead letters: {report.dead_letters})"
+            console.print(line)
 
+        on_report = _after_commit(store, settings, rules, as_json, committed)
         try:
             subscriber = MqttIngest(
                 runner,
@@ -413,6 +397,29 @@ def _ingest_mqtt(
             pass
         finally:
             subscriber.close()
+
+
+def _after_commit(
+    store: Store,
+    settings: Settings,
+    rules: list[Workflow],
+    as_json: bool,
+    show: Callable[[IngestReport], None],
+) -> Callable[[IngestReport], None]:
+    """What a long-running ingest (--watch, --mqtt) does after each commit: run the
+    workflows on the new deviations, then report."""
+    engine = _engine(store, settings, rules) if rules else None
+
+    def on_report(report: IngestReport) -> None:
+        actions = engine.run(report.new_deviations) if engine else None
+        if as_json:
+            _emit_report(report)
+            return
+        show(report)
+        if actions is not None and actions.fired:
+            _print_workflows(actions)
+
+    return on_report
 
 
 def _emit_report(report: IngestReport) -> None:

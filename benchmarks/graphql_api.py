@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import statistics
-import threading
 import time
 
 import httpx
-import uvicorn
 from _plants import DemoPlants
 
-from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.api.app import ApiKeys, BackgroundServer, create_app
 from opsgraph.graph import read
 from opsgraph.graph.rca import RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
@@ -118,38 +115,25 @@ def main() -> int:
             analyzer.persist(analyzer.analyze(deviation))
         settings = Settings(home=plants.home)
         key = ApiKeys(plants.home).create("reader", "benchmark")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(store, settings), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/graphql"
-        header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
-        print(f"{header}   raw p50 ms  ratio")
-        for name, query, raw in (("deep", DEEP, raw_deep), ("list", LIST, raw_list)):
-            raw_times = []
-            for _ in range(30):
-                started = time.perf_counter()
-                raw(store)
-                raw_times.append((time.perf_counter() - started) * 1000)
-            raw_p50 = statistics.median(raw_times)
-            for clients in (1, 16):
-                latencies, rate = load_elsewhere(url, key, query, clients, args.requests)
-                p50 = statistics.median(latencies)
-                print(
-                    f"{name:<6} {clients:>7} {p50:8.1f} {percentile(latencies, 0.95):8.1f} "
-                    f"{rate:8.1f}   {raw_p50:9.1f}  {p50 / raw_p50:5.2f}x"
-                )
-        print("targets: deep query p95 < 100 ms at 16 clients, overhead ratio < 2x (1 client)")
-        server.should_exit = True
-        thread.join(timeout=10)
+        with BackgroundServer(create_app(store, settings)) as server:
+            url = f"{server.url}/graphql"
+            header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
+            print(f"{header}   raw p50 ms  ratio")
+            for name, query, raw in (("deep", DEEP, raw_deep), ("list", LIST, raw_list)):
+                raw_times = []
+                for _ in range(30):
+                    started = time.perf_counter()
+                    raw(store)
+                    raw_times.append((time.perf_counter() - started) * 1000)
+                raw_p50 = statistics.median(raw_times)
+                for clients in (1, 16):
+                    latencies, rate = load_elsewhere(url, key, query, clients, args.requests)
+                    p50 = statistics.median(latencies)
+                    print(
+                        f"{name:<6} {clients:>7} {p50:8.1f} {percentile(latencies, 0.95):8.1f} "
+                        f"{rate:8.1f}   {raw_p50:9.1f}  {p50 / raw_p50:5.2f}x"
+                    )
+            print("targets: deep query p95 < 100 ms at 16 clients, overhead ratio < 2x (1 client)")
         store.close()
     finally:
         plants.close()
