@@ -731,3 +731,31 @@ ACTION_DEVIATIONS = """
 MATCH (:Action {action_id: $action})-[:ABOUT]->(d:Deviation)
 RETURN d.deviation_id AS deviation
 """
+
+# A machine's alarms and states during the work that ran on it: an operation's window (actual
+# times, else planned), or each operation's window of an order.
+WINDOW_OWNERS = {
+    "Operation": "(o:Operation {operation_id: k})",
+    "ProductionOrder": "(:ProductionOrder {order_id: k})-[:HAS_OPERATION]->(o:Operation)",
+}
+WINDOW_EVENTS = {
+    "alarms": (
+        "RAISED",
+        "Alarm",
+        "x.raised_at <= e AND (x.cleared_at IS NULL OR x.cleared_at >= s)",
+    ),
+    "states": ("HAD_STATE", "MachineState", "x.start <= e AND (x.end IS NULL OR x.end >= s)"),
+}
+
+
+def events_during(owner: str, kind: str, fields: Sequence[str], times: Sequence[str]) -> str:
+    rel_type, label, overlaps = WINDOW_EVENTS[kind]
+    return (
+        f"UNWIND $keys AS k\nMATCH {WINDOW_OWNERS[owner]}-[:ON_MACHINE]->(m:Machine)\n"
+        "WITH k, m, coalesce(o.actual_start, o.planned_start) AS s,\n"
+        "     coalesce(o.actual_end, o.planned_end) AS e\n"
+        "WHERE s IS NOT NULL AND e IS NOT NULL\n"
+        f"MATCH (m)-[:{ident(rel_type)}]->(x:{ident(label)})\n"
+        f"WHERE {overlaps}\n"
+        f"RETURN DISTINCT k AS key, {projection('x', fields, times)} AS props"
+    )

@@ -91,6 +91,32 @@ def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any]
     return [(_visible(r["props"]), as_utc(r["at"])) for r in rows]
 
 
+# Owners of a time window -> event kinds -> the label of those events.
+WINDOWS = {
+    owner: {kind: label for kind, (_, label, _) in queries.WINDOW_EVENTS.items()}
+    for owner in queries.WINDOW_OWNERS
+}
+
+
+def events_during(
+    store: Store, owner: str, kind: str, keys: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """For each operation (or order), the alarms or states of its machine that overlap the
+    time it ran (actual times, else planned), oldest first: "what was the machine doing
+    while this order was on it", without the client knowing the window beforehand."""
+    if owner not in queries.WINDOW_OWNERS or kind not in queries.WINDOW_EVENTS:
+        raise SchemaError(f"no {kind} window for {owner}")
+    spec = node_spec(queries.WINDOW_EVENTS[kind][1])
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    query = queries.events_during(owner, kind, *_fields(spec))
+    for row in store.read(query, keys=list(keys)):
+        found[row["key"]].append(row["props"])
+    time_property = _time_property(spec)
+    for rows in found.values():
+        rows.sort(key=lambda p: (as_utc(p.get(time_property)), str(p.get(spec.key))))
+    return found
+
+
 # When an event happened, in order of preference: what really happened before what was planned.
 EVENT_TIMES = (
     "actual_start",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.api.graphql import Context, build_schema
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.graph.writer import BulkWriter
@@ -165,10 +167,32 @@ def test_hostile_and_malformed_queries_get_clear_errors(api: tuple) -> None:
     body = _post(client, tokens["reader"], DEEP, {"first": "many"}).json()
     assert "Int cannot represent" in body["errors"][0]["message"]
     body = _post(client, tokens["reader"], DEEP, {"first": 1000}).json()
-    assert body["errors"][0]["message"] == "first must be between 1 and 100"
+    assert body["errors"][0]["message"].startswith("query too costly: up to 1,")
+    body = _post(client, tokens["reader"], "{ machines(first: 1000) { nodes { machineId } } }")
+    assert body.json()["errors"][0]["message"] == "first must be between 1 and 100"
     body = _post(client, tokens["reader"], '{ node(id: "Robot:1") { id } }').json()
     assert body["errors"][0]["message"] == "unknown id 'Robot:1': expected 'Label:key'"
     assert "Traceback" not in str(body)
+
+
+def test_wide_queries_are_refused_by_their_estimated_size(api: tuple) -> None:
+    client, tokens = api
+    wide = """query ($n: Int!) { productionOrders(first: 100) { nodes {
+        operations(first: $n) { machine { alarms(first: $n) { code } } } } } }"""
+    body = _post(client, tokens["reader"], wide, {"n": 1000}).json()
+    message = body["errors"][0]["message"]
+    assert message.startswith("query too costly: up to 1,001,100,200 objects (limit 200,000)")
+    assert body.get("data") is None
+    # the same shape with small pages from the variable is fine (30,700 at most)
+    body = _post(client, tokens["reader"], wide, {"n": 5}).json()
+    assert "errors" not in body, body
+    # fragments count where they are spread
+    spread = """{ productionOrders(first: 100) { nodes { ...deep } } }
+        fragment deep on ProductionOrder {
+          operations(first: 1000) { machine(first: 1000) { machineId } } }"""
+    assert (
+        "query too costly" in _post(client, tokens["reader"], spread).json()["errors"][0]["message"]
+    )
 
 
 def test_health(api: tuple) -> None:
@@ -334,3 +358,53 @@ def test_timeline_orders_what_happened_around_an_entity(api: tuple, store: Store
         ("Operation", "1000100/0010", "ON_MACHINE"),
     ]
     assert events[0]["summary"] == "down" and events[1]["summary"] == "SPINDLE_VIB"
+
+
+def test_an_orders_machine_events_come_from_the_time_it_ran(store: Store) -> None:
+    w = BulkWriter(store)
+    w.upsert_nodes("Machine", [{"machine_id": "M-W"}])
+    w.upsert_nodes("ProductionOrder", [{"order_id": "ORD-W"}])
+    start, end = T0 + timedelta(hours=2), T0 + timedelta(hours=4)  # 08:00-10:00
+    w.upsert_nodes("Operation", [{"operation_id": "ORD-W/0010", "actual_start": start,
+                                  "actual_end": end}])  # fmt: skip
+    w.upsert_relationships(
+        rel_spec("ProductionOrder", "HAS_OPERATION", "Operation"),
+        [{"start": "ORD-W", "end": "ORD-W/0010"}],
+    )
+    w.upsert_relationships(
+        rel_spec("Operation", "ON_MACHINE", "Machine"), [{"start": "ORD-W/0010", "end": "M-W"}]
+    )
+    hours = lambda h: T0 + timedelta(hours=h)  # noqa: E731
+    alarms = [
+        {"alarm_id": "before", "raised_at": hours(0), "cleared_at": hours(1)},
+        {"alarm_id": "still-open", "raised_at": hours(1.5)},
+        {"alarm_id": "during", "raised_at": hours(3), "cleared_at": hours(3.2)},
+        {"alarm_id": "after", "raised_at": hours(5)},
+    ]
+    states = [
+        {"state_id": "s1", "state": "running", "start": hours(0), "end": hours(2.5)},
+        {"state_id": "s2", "state": "down", "start": hours(2.5), "end": hours(3)},
+        {"state_id": "s3", "state": "running", "start": hours(4.5)},
+    ]
+    w.upsert_nodes("Alarm", alarms)
+    w.upsert_nodes("MachineState", states)
+    w.upsert_relationships(
+        rel_spec("Machine", "RAISED", "Alarm"),
+        [{"start": "M-W", "end": a["alarm_id"]} for a in alarms],
+    )
+    w.upsert_relationships(
+        rel_spec("Machine", "HAD_STATE", "MachineState"),
+        [{"start": "M-W", "end": s["state_id"]} for s in states],
+    )
+    query = """{ productionOrders(filter: {orderId: "ORD-W"}) { nodes {
+        alarmsDuring { alarmId } statesDuring { stateId state }
+        operations { operationId alarmsDuring { alarmId } } } } }"""
+    result = asyncio.run(build_schema().execute(query, context_value=Context(store=store)))
+    assert result.errors is None, result.errors
+    order = result.data["productionOrders"]["nodes"][0]
+    assert [a["alarmId"] for a in order["alarmsDuring"]] == ["still-open", "during"]
+    assert order["statesDuring"] == [
+        {"stateId": "s1", "state": "running"},
+        {"stateId": "s2", "state": "down"},
+    ]
+    assert order["operations"][0]["alarmsDuring"] == order["alarmsDuring"]

@@ -37,8 +37,12 @@ from opsgraph.ingest.live import Changes
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
 from opsgraph.schema.base import UtcDateTimeProperty, as_utc
 
+from .cost import QueryCost
+
 MAX_PAGE = 100
 MAX_DEPTH = 8
+NEIGHBOURS, MAX_NEIGHBOURS = 100, 1000  # related nodes per field: default and cap
+MAX_COST = 200_000  # estimated objects in a response, see cost.py
 
 
 class Context(BaseContext):
@@ -125,7 +129,45 @@ class _Types:
         for rel in rel_specs():
             self._relationship_field(rel, outgoing=True)
             self._relationship_field(rel, outgoing=False)
+        for owner, kinds in read.WINDOWS.items():
+            for kind, label in kinds.items():
+                self._window_field(owner, kind, label)
         self.types = {label: strawberry.type(cls) for label, cls in self.classes.items()}
+
+    def _window_field(self, owner: str, kind: str, label: str) -> None:
+        """``alarmsDuring`` / ``statesDuring``: the machine's events while the work ran."""
+        own = self.specs[owner]
+        make = self.make
+
+        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
+            _check_first(first, MAX_NEIGHBOURS)
+            context: Context = info.context
+
+            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
+                found = await asyncio.to_thread(
+                    read.events_during, context.store, owner, kind, keys
+                )
+                return [found.get(k, []) for k in keys]
+
+            loader = context.loader(("during", owner, kind), batch)
+            rows = await loader.load(str(getattr(root, own.key)))
+            return [make(label, row) for row in rows[:first]]
+
+        resolve.__annotations__ = {
+            "root": Any,
+            "info": Info,
+            "first": int,
+            "return": list[self.classes[label]],
+        }
+        setattr(
+            self.classes[owner],
+            f"{kind}_during",
+            strawberry.field(
+                resolver=resolve,
+                description=f"the machine's {label} records while this {owner} ran "
+                "(actual times, else planned)",
+            ),
+        )
 
     def _node_class(self, spec: NodeSpec) -> type:
         annotations: dict[str, Any] = {}
@@ -151,7 +193,8 @@ class _Types:
         make = self.make
         own = rel.start if outgoing else rel.end
 
-        async def resolve(root: Any, info: Info) -> list[Any]:
+        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
+            _check_first(first, MAX_NEIGHBOURS)
             context: Context = info.context
 
             async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
@@ -160,11 +203,12 @@ class _Types:
 
             loader = context.loader((rel.name, outgoing), batch)
             rows = await loader.load(str(getattr(root, own.key)))
-            return [make(other.label, row) for row in rows]
+            return [make(other.label, row) for row in rows[:first]]
 
         resolve.__annotations__ = {
             "root": Any,
             "info": Info,
+            "first": int,
             "return": list[self.classes[other.label]],
         }
         direction = "->" if outgoing else "<-"
@@ -230,7 +274,8 @@ def _filter_input(spec: NodeSpec) -> type | None:
     fields: dict[str, Any] = {}
     namespace: dict[str, Any] = {}
     for name, prop in spec.properties.items():
-        if getattr(prop, "index", False) and not isinstance(prop, UtcDateTimeProperty):
+        indexed = getattr(prop, "index", False) or getattr(prop, "unique_index", False)
+        if indexed and not isinstance(prop, UtcDateTimeProperty):
             fields[name] = _python_type(prop) | None
             namespace[name] = None
     if spec.temporal:
@@ -422,6 +467,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         *(lambda rule=rule: rule for rule in rules),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        lambda: QueryCost(MAX_COST),  # after validation: it needs a valid document
         lambda: MaskErrors(should_mask_error=_internal),
     ]
     return strawberry.Schema(
