@@ -3,7 +3,7 @@
     python benchmarks/search_quality.py [--seeds 1 2]
 
 The labelled set: for every injected root cause that people wrote notes or decisions about,
-a query in other words than theirs (a paraphrase of the situation) and, for the hybrid
+three queries in other words than theirs (paraphrases of the situation) and, for the hybrid
 search, the graph context an engineer searches from (the machine, lot or person involved).
 Relevant: the notes and decisions about that cause's deviations. Prints recall@5 and MRR@10
 for each method, all in one run.
@@ -21,11 +21,28 @@ from _plants import DemoPlants
 
 from opsgraph.graph.memory import DecisionMemory
 
+# Three ways an engineer might put each situation, none in the notes' own words.
 PARAPHRASES = {
-    "supplier_lot": "raw material from the latest delivery machines badly and parts get rejected",
-    "worn_tool": "the machine shakes and makes a grinding noise when the main shaft runs fast",
-    "uncertified_operator": "a worker not qualified for this setup made mistakes, parts binned",
-    "changeover_drift": "after switching to the other product the sizes creep and it runs warm",
+    "supplier_lot": (
+        "raw material from the latest delivery machines badly and parts get rejected",
+        "the new batch of bar stock is bad, lots of rejects since we started using it",
+        "incoming metal from that vendor seems off, cutting quality dropped",
+    ),
+    "worn_tool": (
+        "the machine shakes and makes a grinding noise when the main shaft runs fast",
+        "chatter marks and a loud hum from the spindle at high rpm",
+        "bearing sounds rough, vibration getting worse since the service was skipped",
+    ),
+    "uncertified_operator": (
+        "a worker not qualified for this setup made mistakes, parts binned",
+        "the person on the machine was not trained for this job and scrap went up",
+        "someone without the sign-off ran the setup and we lost parts",
+    ),
+    "changeover_drift": (
+        "after switching to the other product the sizes creep and it runs warm",
+        "dimensions wander after the product change, machine heating up",
+        "measurements drift out of tolerance right after a changeover",
+    ),
 }
 CONTEXT_LABEL = {"supplier_lot": "MaterialLot", "worn_tool": "Machine",
                  "uncertified_operator": "Person", "changeover_drift": "Machine"}  # fmt: skip
@@ -96,15 +113,17 @@ def main() -> int:
                 relevant = {n for n, devs in about.items() if devs & deviations}
                 if not relevant:
                     continue
-                queries += 1
-                query = PARAPHRASES[kind]
-                ranked = {
-                    "bm25": bm25.search(query, 10),
-                    "embeddings": [h.note for h in memory.search(query, k=10)],
-                    "hybrid": [h.note for h in memory.search(query, context=set(context), k=10)],
-                }
-                for method, ranking in ranked.items():
-                    results[method].append(metrics(ranking, relevant))
+                for query in PARAPHRASES[kind]:
+                    queries += 1
+                    ranked = {
+                        "bm25": bm25.search(query, 10),
+                        "embeddings": [h.note for h in memory.search(query, k=10)],
+                        "hybrid": [
+                            h.note for h in memory.search(query, context=set(context), k=10)
+                        ],
+                    }
+                    for method, ranking in ranked.items():
+                        results[method].append(metrics(ranking, relevant))
             print(f"seed {seed}: {len(texts)} notes and decisions, {queries} labelled queries")
             store.close()
     finally:
