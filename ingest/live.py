@@ -139,18 +139,17 @@ class LiveIngest:
                 report = self.runner.run_streams([s for job in jobs for s in job.streams])
             except Exception as error:  # the store failed: every submitter must know
                 for job in jobs:
-                    job.future.set_exception(error)
+                    _settle(job.future, error=error)
                 continue
             by_name = {source.path: source for source in report.sources}
             for job in jobs:
                 names = {s.name for s in job.streams}
-                job.future.set_result(
-                    Outcome(
-                        [by_name[s.name] for s in job.streams if s.name in by_name],
-                        [r for r in report.rejections if r["source"] in names],
-                        report,
-                    )
+                outcome = Outcome(
+                    [by_name[s.name] for s in job.streams if s.name in by_name],
+                    [r for r in report.rejections if r["source"] in names],
+                    report,
                 )
+                _settle(job.future, outcome)
             if report.new_deviations:
                 self.changes.notify()
             if self.on_commit is not None:
@@ -158,3 +157,14 @@ class LiveIngest:
                     self.on_commit(report)
                 except Exception:  # a follow-up (workflows) failing must not stop ingest
                     log.exception("after-commit step failed for run %s", report.run_id)
+
+
+def _settle(future: Future, result: Outcome | None = None, error: Exception | None = None) -> None:
+    """Resolve a submission's future unless its submitter gave up (an HTTP client that hung
+    up cancels it): its records are committed all the same, and the worker must go on."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

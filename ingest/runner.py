@@ -443,7 +443,10 @@ class IngestRunner:
         self, dead_letter_path: Path | None, track: bool = False
     ) -> Iterator[tuple[IngestReport, _Batch]]:
         """A run's report and batch, with its dead-letter file (appended to: a watcher or a
-        live runner makes many runs under one run id) removed again if nothing went there."""
+        live runner makes many runs under one run id) removed again if nothing went there.
+
+        A live run (``track``) that fails is retried whole by its caller, so its dead letters
+        are taken back rather than written again on every attempt."""
         started = time.perf_counter()
         report = IngestReport(self.writer.run_id)
         dead_path = (
@@ -453,7 +456,12 @@ class IngestRunner:
         with open(dead_path, "a") as dead:
             before = dead.tell()
             batch = _Batch(self.aliases, dead, track)
-            yield report, batch
+            try:
+                yield report, batch
+            except BaseException:
+                if track:
+                    dead.truncate(before)
+                raise
             wrote = dead.tell() > before
         report.rejections = batch.rejections
         report.seconds = time.perf_counter() - started

@@ -135,3 +135,23 @@ def test_concurrent_webhook_bodies_are_committed_together(store: Store, tmp_path
     assert [o.sources[0].loaded for o in outcomes] == [1] * 5
     found = store.read("MATCH (d:Deviation) RETURN d.deviation_id AS id ORDER BY id")
     assert found == [{"id": "DEV-QC-QC-G-2"}, {"id": "DEV-QC-QC-G-3"}, {"id": "DEV-QC-QC-G-4"}]
+
+
+def test_a_submitter_that_gave_up_does_not_stop_the_group(store: Store, tmp_path: Path) -> None:
+    runner = IngestRunner(store, tmp_path / "state")
+    live = LiveIngest(runner, linger=0.5)
+    files = []
+    for number in range(2):
+        path = tmp_path / f"qc-{number}.csv"
+        path.write_text(
+            "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+            f"QC-C-{number},bore_diameter,42.0,mm,41.99,42.01,2026-11-02T09:30Z\n"
+        )
+        files.append(path)
+    gone = live.submit([runner.file_stream(files[0])])
+    assert gone.cancel()  # e.g. the HTTP client hung up while waiting
+    kept = live.submit([runner.file_stream(files[1])])
+    assert kept.result(timeout=60).sources[0].loaded == 1
+    live.close()
+    found = store.read("MATCH (q:QualityCheck) RETURN q.check_id AS id ORDER BY id")
+    assert found == [{"id": "QC-C-0"}, {"id": "QC-C-1"}]  # both committed all the same
