@@ -25,7 +25,7 @@ from strawberry.fastapi import GraphQLRouter
 from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
-from opsgraph.graph.store import Store
+from opsgraph.graph.store import Store, StoreError
 from opsgraph.graph.workflows import Workflow, WorkflowEngine
 from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestRunner, UnknownFormat
@@ -165,14 +165,18 @@ def create_app(
         except UnknownFormat as error:
             path.unlink()
             raise HTTPException(status_code=422, detail=str(error)) from None
-        outcome = await asyncio.wrap_future(live.submit([stream]))
+        try:
+            outcome = await asyncio.wrap_future(live.submit([stream]))
+        except StoreError as error:  # nothing of this body was committed: the sender retries
+            raise HTTPException(status_code=503, detail=f"not loaded, retry: {error}") from None
         run = outcome.run
         content = {
             "run_id": run.run_id if run else None,
             "records": sum(s.records for s in outcome.sources),
             "rejected": outcome.rejected,
             "sources": [s.as_dict() for s in outcome.sources],
-            "new_deviations": len(run.new_deviations) if run else 0,
+            # the deviation rules run on the whole commit this body went into
+            "commit_new_deviations": run.new_deviations if run else [],
             "rejections": [
                 {"position": r["position"], "reason": r["reason"]} for r in outcome.rejections
             ],

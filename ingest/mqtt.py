@@ -188,8 +188,8 @@ class MqttIngest:
             time.sleep(0.05)
 
     def close(self) -> None:
+        self.client.disconnect()  # a clean DISCONNECT while the network loop still runs
         self.client.loop_stop()
-        self.client.disconnect()
 
     def run(self, stop: threading.Event | None = None) -> MqttStats:
         """Load messages until ``stop`` is set (or forever); returns the statistics."""

@@ -11,8 +11,9 @@ nodes, and the tag says what the payload is::
 ``state``, ``execution`` and ``availability`` tags are machine states (MTConnect vocabulary or
 opsgraph's own: running, idle, down, setup, unavailable), ``alarm``/``condition`` tags raise
 (Warning, Fault) and clear (Normal) alarms, anything else numeric is a process reading. A
-payload is a JSON object with ``value`` and ``timestamp`` (ISO 8601 or epoch milliseconds) or
-a bare value; without a timestamp the time of receipt counts.
+payload is a JSON object with ``value`` and ``timestamp`` (ISO 8601 or epoch milliseconds), or
+a bare value (JSON or plain text: ``ACTIVE``, ``61.5``); without a timestamp the time of
+receipt counts.
 
 Sparkplug B topics (``spBv1.0/group/NDATA/edge_node[/device]``) carry protobuf payloads
 decoded with Eclipse Tahu's generated classes (PyPI ``tahutils``): group = site, edge node =
@@ -238,10 +239,14 @@ def parse_json_message(
         return
     _, site, area, line, machine, *tag_levels = levels
     try:
-        decoded = json.loads(payload) if payload.strip() else None
-    except (UnicodeDecodeError, ValueError) as error:
-        yield BadRecord(topic, f"payload is not JSON: {error}", _text(payload))
+        text = payload.decode().strip()
+    except UnicodeDecodeError:
+        yield BadRecord(topic, "payload is neither JSON nor text (not UTF-8)", _text(payload))
         return
+    try:
+        decoded = json.loads(text) if text else None
+    except ValueError:
+        decoded = text  # a bare value, as many UNS publishers send: ACTIVE, 61.5
     fields = decoded if isinstance(decoded, dict) else {"value": decoded}
     try:
         moment = _moment(fields.get("timestamp"), received)

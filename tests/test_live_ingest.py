@@ -97,7 +97,7 @@ def test_a_posted_event_reaches_websocket_subscribers_as_a_new_deviation(
                 timeout=30,
             )
             assert posted.status_code == 200, posted.text
-            assert posted.json()["new_deviations"] == 1
+            assert posted.json()["commit_new_deviations"] == ["DEV-QC-QC-LIVE-1"]
             # pushed at commit, not after the 30 s polling interval
             message = json.loads(ws.recv(timeout=5))
     assert message["type"] == "next", message

@@ -110,12 +110,13 @@ def test_uns_messages_build_the_hierarchy_states_alarms_and_deviations(
         publisher.send(f"{machine}/execution", b"not json {")
         publisher.send("acme/dresden/too-short", {"value": 1})
         publisher.send(f"{machine}/spindle/load", {"value": "high", "timestamp": _at(41)})
-        running.until(lambda: running.ingest.stats.committed == 9)
+        publisher.send(f"{machine}/spindle/load", b"55.5")  # a bare value, received now
+        running.until(lambda: running.ingest.stats.committed == 10)
     finally:
         publisher.close()
         running.close()
 
-    assert running.ingest.stats.acknowledged == 9
+    assert running.ingest.stats.acknowledged == 10
     path = store.read(
         "MATCH (s:Site {site_id: 'dresden'})-[:HAS_AREA]->(:Area {area_id: 'machining'})"
         "-[:HAS_LINE]->(:Line {line_id: 'line-2'})"
@@ -147,21 +148,23 @@ def test_uns_messages_build_the_hierarchy_states_alarms_and_deviations(
     assert alarm == [{"code": "2001", "level": "Fault", "cleared": True}]
     reading = store.read(
         "MATCH (:Machine {machine_id: 'M-101'})-[:MEASURED]->(r:ProcessReading) "
-        "RETURN r.parameter AS parameter, r.value AS value, r.out_of_spec AS out"
+        "RETURN r.parameter AS parameter, r.value AS value, r.out_of_spec AS out "
+        "ORDER BY parameter"
     )
-    assert reading == [{"parameter": "spindle/temperature", "value": 71.5, "out": True}]
+    assert reading == [
+        {"parameter": "spindle/load", "value": 55.5, "out": None},
+        {"parameter": "spindle/temperature", "value": 71.5, "out": True},
+    ]
     letters = [
         json.loads(line)
         for f in (tmp_path / "state" / "dead-letters").glob("*.jsonl")
         for line in f.read_text().splitlines()
     ]
-    reasons = sorted(letter["reason"].split(":")[0] for letter in letters)
+    reasons = sorted(letter["reason"] for letter in letters)
     assert len(letters) == 3
-    assert reasons == [
-        "payload is not JSON",
-        "spindle/load",
-        "topic must be enterprise/site/area/line/machine/<tag> (ISA-95 levels)",
-    ]
+    assert reasons[0] == "spindle/load: a reading must be a number, got 'high'"
+    assert reasons[1] == "topic must be enterprise/site/area/line/machine/<tag> (ISA-95 levels)"
+    assert reasons[2].startswith("unknown execution value 'not json {'; known: running")
 
 
 def _sparkplug(
