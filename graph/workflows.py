@@ -321,6 +321,8 @@ class WorkflowEngine:
     ) -> None:
         if ids is None:
             rows = self.store.read(queries.WORKFLOW_DEVIATIONS, types=list(workflow.types))
+        elif not ids:
+            return
         else:
             rows = self.store.read(queries.WORKFLOW_DEVIATIONS_BY_ID, ids=list(ids))
             rows = [r for r in rows if r["type"] in workflow.types]
