@@ -88,7 +88,11 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """True if a listener could take the port now. SO_REUSEADDR as the JVM's server sockets
+    use it: connections of a just-stopped server linger in TIME_WAIT for a minute, and a
+    restart must get its old port back, or clients holding the old address never reconnect."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

@@ -111,3 +111,16 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
+
+
+def test_a_restart_keeps_the_ports_clients_were_given(server: EmbeddedServer) -> None:
+    first = server.start()
+    store = Store.open(server.settings)  # holds pooled connections while the server stops
+    try:
+        store.read("RETURN 1 AS ok")
+        server.stop()  # the server closes them: its side lingers in TIME_WAIT
+        again = server.start()
+        assert (again.bolt_port, again.http_port) == (first.bolt_port, first.http_port)
+        assert store.read("RETURN 1 AS ok") == [{"ok": 1}]  # the old driver just reconnects
+    finally:
+        store.close()
