@@ -4,6 +4,7 @@ with API keys (reader or writer role), CORS and production hardening from settin
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store, StoreError
-from opsgraph.graph.workflows import Workflow, WorkflowEngine
+from opsgraph.graph.workflows import Workflow, WorkflowEngine, load_workflows
 from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestRunner, UnknownFormat
 
@@ -192,6 +193,28 @@ def create_app(
         store.read("RETURN 1 AS ok")
         return {"status": "ok", "store": store.description}
 
+    return app
+
+
+SERVE_OPTIONS = "OPSGRAPH_SERVE"  # JSON: auth, production, cors_origins, workflows (a path)
+
+
+def app_from_environment() -> FastAPI:
+    """The app for one of several uvicorn worker processes (``opsgraph serve --workers``):
+    the store from ``OPSGRAPH_*``, the serve options from ``OPSGRAPH_SERVE``."""
+    settings = Settings.from_env()
+    options = json.loads(os.environ.get(SERVE_OPTIONS) or "{}")
+    workflows = load_workflows(Path(options["workflows"])) if options.get("workflows") else []
+    store = Store.open(settings)
+    app = create_app(
+        store,
+        settings,
+        auth=options.get("auth", True),
+        production=options.get("production", False),
+        cors_origins=options.get("cors_origins") or [],
+        workflows=workflows,
+    )
+    atexit.register(store.close)  # the worker process's one connection pool
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from opsgraph.api import evidence
-from opsgraph.api.app import ApiKeys, create_app
+from opsgraph.api.app import SERVE_OPTIONS, ApiKeys, create_app
 from opsgraph.graph import queries
 from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
 from opsgraph.graph.constraints import apply_schema
@@ -791,12 +792,35 @@ def serve(
     workflows: Annotated[
         Path | None, typer.Option(help="Workflows file: run the rules on webhook deviations.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes (GraphQL is CPU-bound: one per core serves more)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the GraphQL API (GraphiQL at /graphql) and /health with uvicorn."""
     import uvicorn
 
     settings: Settings = ctx.obj
     rules = _rules(workflows) if workflows else []
+    if workers > 1:
+        # Each worker is a process of its own with its own store connection: start the
+        # embedded store here once, then hand the settings and options over the environment.
+        _open(ctx, False).close()
+        options = {"auth": auth, "production": production, "cors_origins": cors or []}
+        if workflows:
+            options["workflows"] = str(workflows.resolve())
+        os.environ.update({**settings.to_env(), SERVE_OPTIONS: json.dumps(options)})
+        console.print(f"GraphQL on http://{host}:{port}/graphql ({workers} workers)")
+        uvicorn.run(
+            "opsgraph.api.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+        )
+        return
     store = _open(ctx, False)
     console.print(f"GraphQL on http://{host}:{port}/graphql ({store.description})")
     try:

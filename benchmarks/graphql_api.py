@@ -1,6 +1,6 @@
 """GraphQL API latency and throughput on the demo plant, next to the raw service functions.
 
-    python benchmarks/graphql_api.py [--requests 200]
+    python benchmarks/graphql_api.py [--requests 200] [--workers 2]
 
 (Not graphql.py: run from this folder, that name would shadow the graphql-core package.)
 
@@ -9,7 +9,7 @@ uvicorn on a free loopback port and sends a deep query (deviations -> causes -> 
 suppliers/machines -> decisions -> outcomes) and a list query, from 1 and from 16 concurrent
 clients (in a second process, so they do not share the server's interpreter lock). The same
 data fetched by calling graph/read.py directly in this process gives the API's overhead
-ratio.
+ratio. Then the same through `opsgraph serve --workers N` (separate processes).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 
 import httpx
@@ -103,9 +107,55 @@ def _load_sync(
     return asyncio.run(load(url, key, query, clients, requests))
 
 
+QUERIES = (("deep", DEEP, raw_deep), ("list", LIST, raw_list))
+
+
+def measure(server: str, base: str, key: str, requests: int, raw_p50: dict[str, float]) -> None:
+    for name, query, _ in QUERIES:
+        for clients in (1, 16):
+            latencies, rate = load_elsewhere(f"{base}/graphql", key, query, clients, requests)
+            p50 = statistics.median(latencies)
+            print(
+                f"{server:<10} {name:<6} {clients:>7} {p50:8.1f} "
+                f"{percentile(latencies, 0.95):8.1f} {rate:8.1f}   {raw_p50[name]:9.1f}  "
+                f"{p50 / raw_p50[name]:5.2f}x"
+            )
+
+
+class Workers:
+    """`opsgraph serve --workers N` on a free loopback port, as a user runs it."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.command = [
+            sys.executable, "-c", "from opsgraph.api.cli import main; main()",
+            "--home", str(settings.home), "--database", settings.database or "",
+            "serve", "--port", str(self.port), "--workers", str(workers),
+        ]  # fmt: skip
+
+    def __enter__(self) -> str:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise RuntimeError("the workers did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="also measure serve --workers N")
     args = parser.parse_args()
     plants = DemoPlants()
     try:
@@ -113,27 +163,24 @@ def main() -> int:
         analyzer = RootCauseAnalyzer(store)
         for deviation in analyzer.deviations():
             analyzer.persist(analyzer.analyze(deviation))
-        settings = Settings(home=plants.home)
+        settings = Settings(home=plants.home, database="seed3_scale1_0")
         key = ApiKeys(plants.home).create("reader", "benchmark")
+        header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
+        print(f"{'server':<10} {header}   raw p50 ms  ratio")
+        raw_p50 = {}
+        for name, _, raw in QUERIES:
+            times = []
+            for _ in range(30):
+                started = time.perf_counter()
+                raw(store)
+                times.append((time.perf_counter() - started) * 1000)
+            raw_p50[name] = statistics.median(times)
         with BackgroundServer(create_app(store, settings)) as server:
-            url = f"{server.url}/graphql"
-            header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
-            print(f"{header}   raw p50 ms  ratio")
-            for name, query, raw in (("deep", DEEP, raw_deep), ("list", LIST, raw_list)):
-                raw_times = []
-                for _ in range(30):
-                    started = time.perf_counter()
-                    raw(store)
-                    raw_times.append((time.perf_counter() - started) * 1000)
-                raw_p50 = statistics.median(raw_times)
-                for clients in (1, 16):
-                    latencies, rate = load_elsewhere(url, key, query, clients, args.requests)
-                    p50 = statistics.median(latencies)
-                    print(
-                        f"{name:<6} {clients:>7} {p50:8.1f} {percentile(latencies, 0.95):8.1f} "
-                        f"{rate:8.1f}   {raw_p50:9.1f}  {p50 / raw_p50:5.2f}x"
-                    )
-            print("targets: deep query p95 < 100 ms at 16 clients, overhead ratio < 2x (1 client)")
+            measure("1 worker", server.url, key, args.requests, raw_p50)
+        if args.workers > 1:
+            with Workers(settings, args.workers) as url:
+                measure(f"{args.workers} workers", url, key, args.requests, raw_p50)
+        print("targets: deep query p95 < 100 ms at 16 clients, overhead ratio < 2x (1 client)")
         store.close()
     finally:
         plants.close()

@@ -52,6 +52,21 @@ class Settings:
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``OPSGRAPH_*`` variables, for child processes (API workers)
+        that read them back with :meth:`from_env` (the environment keeps the password out of
+        their command lines)."""
+        values = {
+            "OPSGRAPH_URI": self.uri,
+            "OPSGRAPH_USER": self.user,
+            "OPSGRAPH_PASSWORD": self.password,
+            "OPSGRAPH_DATABASE": self.database,
+            "OPSGRAPH_HOME": str(self.home),
+            "OPSGRAPH_BOLT_PORT": self.bolt_port,
+            "OPSGRAPH_HTTP_PORT": self.http_port,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
     @property
     def embedded(self) -> bool:
         return self.uri is None

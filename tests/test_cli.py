@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from typer.testing import CliRunner
 
+from opsgraph.api.app import ApiKeys
 from opsgraph.api.cli import app
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
@@ -102,3 +107,41 @@ def test_a_mapping_naming_unknown_properties_is_refused(settings: Settings) -> N
     )  # fmt: skip
     assert result.returncode == 1
     assert "ProductionOrder has no properties ['quantity_planned']" in result.stderr
+
+
+def test_serve_with_several_workers(settings: Settings, store: Store, tmp_path: Path) -> None:
+    if settings.uri:
+        return  # the workers read the store from the environment; covered on the embedded one
+    key = ApiKeys(settings.home).create("reader", "workers-test")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from opsgraph.api.cli import main; main()", *_args(settings),
+         "serve", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.3)
+        answers = [
+            httpx.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": "{ machines(first: 1) { nodes { machineId } } }"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            for _ in range(6)
+        ]
+        assert all(a.status_code == 200 and "errors" not in a.json() for a in answers)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
