@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -407,18 +408,28 @@ def _after_commit(
     as_json: bool,
     show: Callable[[IngestReport], None],
 ) -> Callable[[IngestReport], None]:
-    """What a long-running ingest (--watch, --mqtt) does after each commit: run the
-    workflows on the new deviations, then report."""
+    """What a long-running ingest (--watch, --mqtt) does after each commit: report, and run
+    the workflows on the new deviations on a thread of their own (in commit order), so
+    rules that analyse root causes never hold up loading."""
     engine = _engine(store, settings, rules) if rules else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workflows") if rules else None
+
+    def fire(report: IngestReport) -> None:
+        try:
+            actions = engine.run(report.new_deviations)
+        except Exception as error:  # reported, and the next commit is tried again
+            err_console.print(f"[red]workflow rules failed: {error}[/]")
+            return
+        if actions.fired and not as_json:
+            _print_workflows(actions)
 
     def on_report(report: IngestReport) -> None:
-        actions = engine.run(report.new_deviations) if engine else None
         if as_json:
             _emit_report(report)
-            return
-        show(report)
-        if actions is not None and actions.fired:
-            _print_workflows(actions)
+        else:
+            show(report)
+        if pool is not None:
+            pool.submit(fire, report)
 
     return on_report
 
