@@ -598,13 +598,14 @@ def page(
     )
 
 
-DEVIATIONS_SINCE = """
-MATCH (d:Deviation)
-WHERE d.ingested_at > datetime($since)
-RETURN properties(d) AS props, d.ingested_at AS at
-ORDER BY d.ingested_at
-LIMIT 500
-"""
+def deviations_since(fields: Sequence[str], times: Sequence[str]) -> str:
+    return (
+        "MATCH (d:Deviation)\n"
+        "WHERE d.ingested_at > datetime($since)\n"
+        f"RETURN {projection('d', fields, times)} AS props, toString(d.ingested_at) AS at\n"
+        "ORDER BY d.ingested_at\n"
+        "LIMIT 500"
+    )
 
 
 def timeline(label: str, key: str) -> str:

@@ -17,10 +17,6 @@ from .store import Store
 HIDDEN = frozenset({"embedding"})  # too big to return; search uses it
 
 
-def _visible(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if k not in HIDDEN}
-
-
 def _fields(spec: NodeSpec) -> tuple[list[str], list[str]]:
     """The properties a read returns (the model's, minus hidden ones) and which are times."""
     fields = [name for name in spec.properties if name not in HIDDEN]
@@ -87,8 +83,9 @@ def page(
 
 def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any], datetime]]:
     """Deviations first written after ``since`` (oldest first), with when they were written."""
-    rows = store.read(queries.DEVIATIONS_SINCE, since=since.isoformat())
-    return [(_visible(r["props"]), as_utc(r["at"])) for r in rows]
+    query = queries.deviations_since(*_fields(node_spec("Deviation")))
+    rows = store.read(query, since=since.isoformat())
+    return [(r["props"], as_utc(r["at"])) for r in rows]
 
 
 # Owners of a time window -> event kinds -> the label of those events.
