@@ -28,7 +28,6 @@ for a machine it has not seen since it started, reads them from the store.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,13 +86,13 @@ class Place:
 
 
 class Tracker:
-    """Open state intervals and alarms per machine across messages (see module docstring)."""
+    """Open state intervals and alarms per machine across messages (see module docstring).
+    Not shared between threads: the MQTT subscriber maps messages on its one loader thread."""
 
     def __init__(self, store: Store | None = None) -> None:
         self.store = store
         self.devices: dict[str, mtconnect.Device] = {}
         self.placed: set[Place] = set()
-        self.lock = threading.Lock()
 
     def device(self, machine: str) -> mtconnect.Device:
         device = self.devices.get(machine)
@@ -253,10 +252,9 @@ def parse_json_message(
     except ValueError as error:
         yield BadRecord(topic, str(error), fields)
         return
-    with tracker.lock:
-        yield _observe(
-            tracker, Place(machine, site, area, line), topic, "/".join(tag_levels), fields, moment
-        )
+    yield _observe(
+        tracker, Place(machine, site, area, line), topic, "/".join(tag_levels), fields, moment
+    )
 
 
 class SparkplugSession:
@@ -324,38 +322,34 @@ def parse_sparkplug_message(
             machines += [
                 Place(d, group, None, edge) for d in sorted(session.devices.get((group, edge), ()))
             ]
-        with tracker.lock:
-            for target in machines:
-                fields = {"value": "UNAVAILABLE"}
-                yield _observe(tracker, target, f"{topic}", "availability", fields, moment)
+        for target in machines:
+            fields = {"value": "UNAVAILABLE"}
+            yield _observe(tracker, target, topic, "availability", fields, moment)
         return
     aliases = session.aliases.setdefault(scope, {})
     if kind.endswith("BIRTH"):
         aliases.clear()
         aliases.update({m.alias: m.name for m in message.metrics if m.HasField("alias")})
-    with tracker.lock:
-        for index, metric in enumerate(message.metrics):
-            position = f"{topic} metrics[{index}]"
-            name = metric.name or aliases.get(metric.alias)
-            if not name:
-                yield BadRecord(
-                    position, f"metric alias {metric.alias} was never declared by a birth"
-                )
-                continue
-            if name.split("/", 1)[0] in ("Node Control", "Device Control", "Properties", "bdSeq"):
-                yield SkippedRecord(position, f"{name}: Sparkplug control metric")
-                continue
-            when = (
-                datetime.fromtimestamp(metric.timestamp / 1000, UTC)
-                if metric.HasField("timestamp")
-                else moment
-            )
-            value = _metric_value(metric)
-            fields = _metric_fields(name, value)
-            if fields is None:
-                yield SkippedRecord(position, f"{name}: a {type(value).__name__} is not mapped")
-                continue
-            yield _observe(tracker, place, position, name, fields, when)
+    for index, metric in enumerate(message.metrics):
+        position = f"{topic} metrics[{index}]"
+        name = metric.name or aliases.get(metric.alias)
+        if not name:
+            yield BadRecord(position, f"metric alias {metric.alias} was never declared by a birth")
+            continue
+        if name.split("/", 1)[0] in ("Node Control", "Device Control", "Properties", "bdSeq"):
+            yield SkippedRecord(position, f"{name}: Sparkplug control metric")
+            continue
+        when = (
+            datetime.fromtimestamp(metric.timestamp / 1000, UTC)
+            if metric.HasField("timestamp")
+            else moment
+        )
+        value = _metric_value(metric)
+        fields = _metric_fields(name, value)
+        if fields is None:
+            yield SkippedRecord(position, f"{name}: a {type(value).__name__} is not mapped")
+            continue
+        yield _observe(tracker, place, position, name, fields, when)
 
 
 def _metric_fields(name: str, value: Any) -> dict[str, Any] | None:
