@@ -23,6 +23,14 @@ from opsgraph.ingest.runner import IngestRunner
 DATA = Path(__file__).parent / "data"
 
 
+def quality_check(check_id: str, value: float) -> str:
+    """A one-line quality-check CSV export: bore diameter, in spec between 41.99 and 42.01."""
+    return (
+        "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+        f"{check_id},bore_diameter,{value:.3f},mm,41.99,42.01,2026-11-02T09:30Z\n"
+    )
+
+
 def test_a_file_dropped_into_a_watched_folder_is_loaded_once(store: Store, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -87,8 +95,7 @@ def test_a_posted_event_reaches_websocket_subscribers_as_a_new_deviation(
             ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
             time.sleep(0.5)  # the subscription takes its starting point
             # one out-of-spec measurement, posted as a one-line CSV webhook body
-            header = "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
-            body = header + "QC-LIVE-1,bore_diameter,42.031,mm,41.990,42.010,2026-11-02T09:30Z\n"
+            body = quality_check("QC-LIVE-1", 42.031)
             posted = httpx.post(
                 f"{server.url}/ingest",
                 params={"filename": "quality_checks.csv"},
@@ -123,11 +130,7 @@ def test_concurrent_webhook_bodies_are_committed_together(store: Store, tmp_path
     futures = []
     for number in range(5):
         path = inbox / f"qc-{number}.csv"
-        path.write_text(
-            "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
-            f"QC-G-{number},bore_diameter,{42.0 + number / 100:.3f},mm,41.99,42.01,"
-            "2026-11-02T09:30Z\n"
-        )
+        path.write_text(quality_check(f"QC-G-{number}", 42.0 + number / 100))
         futures.append(live.submit([runner.file_stream(path)]))
     outcomes = [future.result(timeout=60) for future in futures]
     live.close()
@@ -143,10 +146,7 @@ def test_a_submitter_that_gave_up_does_not_stop_the_group(store: Store, tmp_path
     files = []
     for number in range(2):
         path = tmp_path / f"qc-{number}.csv"
-        path.write_text(
-            "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
-            f"QC-C-{number},bore_diameter,42.0,mm,41.99,42.01,2026-11-02T09:30Z\n"
-        )
+        path.write_text(quality_check(f"QC-C-{number}", 42.0))
         files.append(path)
     gone = live.submit([runner.file_stream(files[0])])
     assert gone.cancel()  # e.g. the HTTP client hung up while waiting

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_live_ingest import quality_check
 from test_rca import T0, _plant
 from test_risk import AS_OF
 from typer.testing import CliRunner
@@ -304,10 +305,7 @@ workflows:
 """
     writer = ApiKeys(tmp_path).create("writer", "mes")
     app_ = create_app(store, Settings(home=tmp_path), workflows=parse_workflows(rules))
-    body = (
-        "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
-        "QC-WF-1,bore_diameter,42.031,mm,41.990,42.010,2026-11-02T09:30Z\n"
-    )
+    body = quality_check("QC-WF-1", 42.031)
     posted = TestClient(app_).post(
         "/ingest",
         params={"filename": "quality_checks.csv"},
