@@ -331,6 +331,9 @@ class WorkflowEngine:
             return
         fresh = self._unfired(workflow, [r["id"] for r in rows], report)
         places = self._places([r["id"] for r in rows if r["id"] in fresh])
+        # one analyzer for the pass: it reuses the comparison operations it pulled for one
+        # deviation for the next of the same machine type and time
+        analyzer = RootCauseAnalyzer(self.store)
         for row in rows:
             if row["id"] not in fresh:
                 continue
@@ -349,7 +352,7 @@ class WorkflowEngine:
                 "risk": "",
             }
             lines = [f"Deviation {row['id']}: {row['description'] or row['type']}"]
-            lines += self._causes(workflow, row["id"])
+            lines += self._causes(workflow, analyzer, row["id"])
             cited, similar = self._similar(workflow, row["id"])
             lines += similar
             self._fire(
@@ -445,11 +448,13 @@ class WorkflowEngine:
 
     # -- attachments ---------------------------------------------------------------------------
 
-    def _causes(self, workflow: Workflow, deviation_id: str) -> list[str]:
+    def _causes(
+        self, workflow: Workflow, analyzer: RootCauseAnalyzer, deviation_id: str
+    ) -> list[str]:
         if not workflow.causes:
             return []
         try:
-            result = RootCauseAnalyzer(self.store).analyze(deviation_id)
+            result = analyzer.analyze(deviation_id)
         except RcaError:
             return []  # not production work (downtime, a checklist item): no causes to rank
         causes = result.causes[: workflow.causes]
