@@ -56,13 +56,22 @@ def existing_nodes(label: str, key: str) -> str:
     )
 
 
-def create_nodes(label: str, key: str, times: Sequence[str] = ()) -> str:
-    """Create a batch of ``$rows`` ({key, props, times, origin}) known not to exist yet."""
+def _created(names: Sequence[str], times: Sequence[str]) -> str:
+    """The property map a new node or relationship is created with, provenance stamps
+    included: one map literal lets the store write the record once, where SET items after
+    CREATE rewrote it per item (1.5-1.7x slower on the embedded store). A property a row
+    lacks is null, which CREATE leaves unset."""
+    items = [f"{ident(n)}: row.props.{ident(n)}" for n in names]
+    items += [f"{ident(n)}: datetime(row.times.{ident(n)})" for n in times]
+    items += ["ingested_at: datetime($now)", "updated_at: datetime($now)", "ingest_run: $run"]
+    return ", ".join(items)
+
+
+def create_nodes(label: str, key: str, names: Sequence[str] = (), times: Sequence[str] = ()) -> str:
+    """Create a batch of ``$rows`` ({key, props, times}) known not to exist yet."""
     return (
         "UNWIND $rows AS row\n"
-        f"CREATE (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        f"SET x += row.origin, x += row.props{_times(times)}, "
-        f"x.ingested_at = datetime($now), {_STAMPS}"
+        f"CREATE (x:{ident(label)} {{{ident(key)}: row.key, {_created(names, times)}}})"
     )
 
 
@@ -101,6 +110,7 @@ def create_relationships(
     rel_type: str,
     end_label: str,
     end_key: str,
+    names: Sequence[str] = (),
     times: Sequence[str] = (),
 ) -> str:
     """CREATE relationships known to be new (an endpoint was created in this run's batch);
@@ -109,9 +119,7 @@ def create_relationships(
         "UNWIND $rows AS row\n"
         f"MATCH (a:{ident(start_label)} {{{ident(start_key)}: row.start}})\n"
         f"MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
-        f"CREATE (b)<-[x:{ident(rel_type)}]-(a)\n"
-        f"SET x += row.origin, x += row.props{_times(times)}, "
-        f"x.ingested_at = datetime($now), {_STAMPS}\n"
+        f"CREATE (b)<-[x:{ident(rel_type)} {{{_created(names, times)}}}]-(a)\n"
         "RETURN count(x) AS created"
     )
 
