@@ -23,6 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
+from _http import Connection
 from _plants import DemoPlants
 from websockets.asyncio.client import connect
 
@@ -70,32 +71,24 @@ async def run_load(url: str, writer: str, reader: str, rate: float, seconds: flo
                     arrived.setdefault(key, time.perf_counter())
 
         listener = asyncio.create_task(listen())
-        host, port = url.removeprefix("http://").split(":")
         pending: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
         async def connection() -> None:
-            """One keep-alive HTTP/1.1 connection posting events as they are due (a lean
-            client: httpx alone could not send 200 requests/s from one core)."""
-            reader_, writer_ = await asyncio.open_connection(host, int(port))
+            """One keep-alive connection posting events as they are due."""
+            http = await Connection.open(url)
+            headers = {"Authorization": f"Bearer {writer}", "Content-Type": "text/csv"}
             while (job := await pending.get()) is not None:
                 number, due = job
                 body, bad = event(number)
                 if bad:
                     sent[f"DEV-QC-QC-LIVE-{number}"] = due
-                request = (
-                    f"POST /ingest?filename=quality_checks.csv HTTP/1.1\r\nHost: {host}\r\n"
-                    f"Authorization: Bearer {writer}\r\nContent-Type: text/csv\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n{body}"
+                status, answer = await http.post(
+                    "/ingest?filename=quality_checks.csv", body.encode(), headers
                 )
-                writer_.write(request.encode())
-                head = await reader_.readuntil(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                answer = await reader_.readexactly(length)
                 post_latency.append(time.perf_counter() - due)
-                status = int(head.split(b" ", 2)[1])
                 if status != 200:
                     failures.append(f"{status} {answer[:200]!r}")
-            writer_.close()
+            await http.close()
 
         connections = [asyncio.create_task(connection()) for _ in range(CONNECTIONS)]
         total = int(rate * seconds)
