@@ -157,7 +157,10 @@ def _params(
             else:
                 props[name] = value
                 plain.add(name)
-        rows.append({**entry, "props": props, "times": times})
+        row = {**entry, "props": props, "times": times}
+        if created:
+            del row["origin"]  # already among the props
+        rows.append(row)
     return rows, sorted(plain), sorted(names)
 
 
