@@ -416,6 +416,20 @@ def rca_remember(rel_type: str, label: str, key: str) -> str:
     )
 
 
+# Each of ``$keys`` deviations' stored causes (the edges ``rca_remember`` wrote) with the
+# cause's label and business key; ``$key_of`` maps each label to its key property.
+STORED_CAUSES = """
+UNWIND $keys AS key
+MATCH (:Deviation {deviation_id: key})-[r:CAUSED_BY|CONTRIBUTED_TO]->(x)
+WITH key, r, x, head(labels(x)) AS label
+RETURN key, type(r) AS relationship, label, x[$key_of[label]] AS target,
+       r.rank AS rank, r.score AS score, r.method AS method, r.run_id AS run_id,
+       r.cause_type AS cause_type, r.explanation AS explanation,
+       r.evidence AS evidence, toString(r.computed_at) AS computed_at
+ORDER BY key, rank
+"""
+
+
 RCA_DEVIATIONS_SINCE = """
 MATCH (d:Deviation)
 WHERE d.start >= datetime($since) AND d.deviation_type IN $types

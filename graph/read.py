@@ -3,12 +3,13 @@ neighbours along a declared relationship (batched for DataLoaders) and keyset pa
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs
+from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
 from opsgraph.schema.base import as_utc
 
 from . import queries
@@ -86,6 +87,25 @@ def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any]
     query = queries.deviations_since(*_fields(node_spec("Deviation")))
     rows = store.read(query, since=since.isoformat())
     return [(r["props"], as_utc(r["at"])) for r in rows]
+
+
+# Labels a stored cause may have: the ends of the Deviation's inferred-cause relationships.
+CAUSE_LABELS = sorted(
+    {rel.end.label for rel in rel_specs() if rel.type in ("CAUSED_BY", "CONTRIBUTED_TO")}
+)
+
+
+def stored_causes(store: Store, keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """For each deviation, the causes its last analysis stored (``opsgraph rca``, the
+    ``runRootCauseAnalysis`` mutation), best first: rank, score, explanation and evidence
+    paths, read back without analysing again. A deviation never analysed has none."""
+    key_of = {label: node_spec(label).key for label in CAUSE_LABELS}
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.read(queries.STORED_CAUSES, keys=list(keys), key_of=key_of):
+        cause = dict(row)
+        cause["evidence"] = json.loads(row["evidence"]) if row["evidence"] else []
+        found[cause.pop("key")].append(cause)
+    return found
 
 
 # Owners of a time window -> event kinds -> the label of those events.

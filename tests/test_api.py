@@ -408,3 +408,65 @@ def test_an_orders_machine_events_come_from_the_time_it_ran(store: Store) -> Non
         {"stateId": "s2", "state": "down"},
     ]
     assert order["operations"][0]["alarmsDuring"] == order["alarmsDuring"]
+
+
+def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
+    api: tuple, store: Store
+) -> None:
+    client, tokens = api
+    analysed = _post(
+        client,
+        tokens["writer"],
+        """mutation { runRootCauseAnalysis(deviationId: "DEV-1") {
+            causes { label key score explanation evidence { label key type direction } } } }""",
+    ).json()
+    assert "errors" not in analysed, analysed
+    expected = analysed["data"]["runRootCauseAnalysis"]["causes"]
+    assert len(expected) >= 2
+    query = """{ deviations(first: 10) { nodes { deviationId
+        causes { rank relationship label key score explanation computedAt
+                 evidence { label key type direction }
+                 node { id ... on Machine { machineId machineType } } } } } }"""
+    calls = []
+    original = store.read
+
+    def counting(query: str, **params):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return original(query, **params)
+
+    store.read = counting  # type: ignore[method-assign]
+    try:
+        body = _post(client, tokens["reader"], query).json()
+    finally:
+        store.read = original  # type: ignore[method-assign]
+    assert "errors" not in body, body
+    (deviation,) = body["data"]["deviations"]["nodes"]
+    stored = deviation["causes"]
+    assert [(c["label"], c["key"], c["explanation"]) for c in stored] == [
+        (c["label"], c["key"], c["explanation"]) for c in expected
+    ]
+    assert [c["rank"] for c in stored] == list(range(1, len(stored) + 1))
+    assert stored[0]["relationship"] == "CAUSED_BY"
+    assert {c["relationship"] for c in stored[1:]} == {"CONTRIBUTED_TO"}
+    assert [c["evidence"] for c in stored] == [c["evidence"] for c in expected]
+    assert [c["score"] for c in stored] == pytest.approx([c["score"] for c in expected])
+    assert stored[0]["computedAt"] is not None
+    for cause in stored:
+        assert cause["node"]["id"] == f"{cause['label']}:{cause['key']}"
+        if cause["label"] == "Machine":
+            assert cause["node"]["machineType"] == "mill"
+    # the page, the stored causes, then one lookup per label of the causes' nodes
+    labels = {c["label"] for c in stored}
+    assert len(calls) == 2 + len(labels), calls
+
+    top = _post(
+        client, tokens["reader"], "{ deviations { nodes { causes(first: 1) { key } } } }"
+    ).json()
+    assert top["data"]["deviations"]["nodes"][0]["causes"] == [{"key": stored[0]["key"]}]
+    BulkWriter(store).upsert_nodes("Deviation", [{"deviation_id": "DEV-2", "start": T0}])
+    never = _post(
+        client,
+        tokens["reader"],
+        '{ node(id: "Deviation:DEV-2") { ... on Deviation { causes { key } } } }',
+    ).json()
+    assert never["data"]["node"]["causes"] == []

@@ -132,7 +132,31 @@ class _Types:
         for owner, kinds in read.WINDOWS.items():
             for kind, label in kinds.items():
                 self._window_field(owner, kind, label)
+        self._causes_field()
         self.types = {label: strawberry.type(cls) for label, cls in self.classes.items()}
+
+    def _causes_field(self) -> None:
+        """``Deviation.causes``: what the last analysis stored, with scores and evidence
+        (the ``causedBy*`` fields give the nodes alone; ``rootCauses`` analyses anew)."""
+
+        async def resolve(root: Any, info: Info, first: int = 10) -> list[StoredCause]:
+            _check_first(first, MAX_NEIGHBOURS)
+            context: Context = info.context
+
+            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
+                found = await asyncio.to_thread(read.stored_causes, context.store, keys)
+                return [found.get(k, []) for k in keys]
+
+            loader = context.loader("stored causes", batch)
+            causes = await loader.load(str(root.deviation_id))
+            return [_stored_cause(cause) for cause in causes[:first]]
+
+        self.classes["Deviation"].causes = strawberry.field(
+            resolver=resolve,
+            description="Causes stored by the last root-cause analysis (`opsgraph rca`, "
+            "runRootCauseAnalysis), best first, with scores and evidence paths; empty until "
+            "one ran.",
+        )
 
     def _window_field(self, owner: str, kind: str, label: str) -> None:
         """``alarmsDuring`` / ``statesDuring``: the machine's events while the work ran."""
@@ -532,6 +556,52 @@ class RankedCause:
     base_rate: float
     explanation: str
     evidence: list[list[EvidenceStep]]
+
+
+@strawberry.type
+class StoredCause:
+    """A cause a root-cause analysis stored for a deviation: CAUSED_BY for the best,
+    CONTRIBUTED_TO for the rest."""
+
+    rank: int
+    relationship: str
+    label: str
+    key: str
+    score: float
+    cause_type: str | None
+    explanation: str | None
+    method: str | None
+    run_id: str | None
+    computed_at: datetime | None
+    evidence: list[list[EvidenceStep]]
+
+    @strawberry.field(description="The cause itself, with its fields and relationships.")
+    async def node(self, info: Info) -> Node | None:
+        context: Context = info.context
+        label = self.label
+
+        async def batch(keys: list[str]) -> list[dict[str, Any] | None]:
+            found = await asyncio.to_thread(read.nodes_by_key, context.store, label, keys)
+            return [found.get(k) for k in keys]
+
+        props = await context.loader(("nodes", label), batch).load(self.key)
+        return _types().make(label, props) if props is not None else None
+
+
+def _stored_cause(cause: dict[str, Any]) -> StoredCause:
+    return StoredCause(
+        rank=cause["rank"],
+        relationship=cause["relationship"],
+        label=cause["label"],
+        key=str(cause["target"]),
+        score=cause["score"],
+        cause_type=cause["cause_type"],
+        explanation=cause["explanation"],
+        method=cause["method"],
+        run_id=cause["run_id"],
+        computed_at=as_utc(cause["computed_at"]),
+        evidence=[[_step(step) for step in path] for path in cause["evidence"]],
+    )
 
 
 @strawberry.type
