@@ -5,9 +5,12 @@
 (Not graphql.py: run from this folder, that name would shadow the graphql-core package.)
 
 Loads the demo plant, stores root causes for its quality deviations, serves the API with
-uvicorn on a free loopback port and sends a deep query (deviations -> causes -> their
-suppliers/machines -> decisions -> outcomes) and a list query, from 1 and from 16 concurrent
-clients (in a second process, so they do not share the server's interpreter lock). The same
+uvicorn on a free loopback port and sends a deep query (deviations -> stored causes with
+their evidence paths -> the cause nodes, a lot's suppliers -> decisions -> outcomes: the
+issue's "deviation -> causes -> evidence -> decisions"), the same deviations' cause nodes
+through the relationship fields (no evidence) and a list query, from 1 and from 16
+concurrent clients (in a second process, so they do not share the server's interpreter
+lock). The same
 data fetched by calling graph/read.py directly in this process gives the API's overhead
 ratio. Then the same through `opsgraph serve --workers N` (separate processes).
 """
@@ -37,6 +40,13 @@ from opsgraph.schema import rel_spec
 
 DEEP = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
   deviationId severity description
+  causes { rank score causeType explanation evidence { label key type direction at }
+           node { id ... on MaterialLot { lotId suppliersSupplied { supplierId } } } }
+  decisionsAbout { decisionId summary outcome { result description } }
+} } }"""
+# The same deviations' cause nodes through the relationship fields (no scores, no evidence).
+RELATED = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
+  deviationId severity description
   causedByLot { lotId suppliersSupplied { supplierId } }
   causedByMachine { machineId } causedByPerson { personId name }
   causedByMaintenance { maintenanceId status } causedByChangeover { changeoverId }
@@ -47,6 +57,27 @@ LIST = "{ productionOrders(first: 50) { nodes { orderId status totalQuantity pla
 
 def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
     """The deep query's data through graph/read.py, as a resolver-free baseline."""
+    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
+    keys = [r["deviation_id"] for r in rows]
+    count = len(rows)
+    causes = read.stored_causes(store, keys)
+    by_label: dict[str, set[str]] = {}
+    for found in causes.values():
+        count += len(found)
+        for cause in found:
+            by_label.setdefault(cause["label"], set()).add(str(cause["target"]))
+    for label, targets in by_label.items():
+        read.nodes_by_key(store, label, sorted(targets))
+    lots = sorted(by_label.get("MaterialLot", ()))
+    if lots:
+        read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
+    decisions = read.neighbours(store, rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
+    ids = [d["decision_id"] for ds in decisions.values() for d in ds]
+    read.neighbours(store, rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids)
+    return count
+
+
+def raw_related(store) -> int:  # noqa: ANN001
     rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
     keys = [r["deviation_id"] for r in rows]
     count = len(rows)
@@ -110,7 +141,7 @@ def _load_sync(
     return asyncio.run(load(url, key, query, clients, requests))
 
 
-QUERIES = (("deep", DEEP, raw_deep), ("list", LIST, raw_list))
+QUERIES = (("deep", DEEP, raw_deep), ("related", RELATED, raw_related), ("list", LIST, raw_list))
 
 
 def measure(server: str, base: str, key: str, requests: int, raw_p50: dict[str, float]) -> None:
@@ -119,7 +150,7 @@ def measure(server: str, base: str, key: str, requests: int, raw_p50: dict[str, 
             latencies, rate = load_elsewhere(base, key, query, clients, requests)
             p50 = statistics.median(latencies)
             print(
-                f"{server:<10} {name:<6} {clients:>7} {p50:8.1f} "
+                f"{server:<10} {name:<7} {clients:>7} {p50:8.1f} "
                 f"{percentile(latencies, 0.95):8.1f} {rate:8.1f}   {raw_p50[name]:9.1f}  "
                 f"{p50 / raw_p50[name]:5.2f}x"
             )
@@ -168,7 +199,7 @@ def main() -> int:
             analyzer.persist(analyzer.analyze(deviation))
         settings = Settings(home=plants.home, database="seed3_scale1_0")
         key = ApiKeys(plants.home).create("reader", "benchmark")
-        header = f"{'query':<6} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
+        header = f"{'query':<7} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
         print(f"{'server':<10} {header}   raw p50 ms  ratio")
         raw_p50 = {}
         for name, _, raw in QUERIES:
