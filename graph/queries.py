@@ -52,8 +52,13 @@ def existing_nodes(label: str, key: str) -> str:
     return (
         "UNWIND $keys AS key\n"
         f"MATCH (x:{ident(label)} {{{ident(key)}: key}})\n"
-        "RETURN key, [name IN $names | x[name]] AS stored"
+        f"RETURN key, {_STORED} AS stored"
     )
+
+
+# The stored values of the properties in ``$names``, those in ``$times`` as ISO text: the
+# driver hydrates temporal values in pure Python, Python parses ISO text in C.
+_STORED = "[name IN $names | CASE WHEN name IN $times THEN toString(x[name]) ELSE x[name] END]"
 
 
 def _created(names: Sequence[str], times: Sequence[str]) -> str:
@@ -95,7 +100,7 @@ def relationship_state(
         f"OPTIONAL MATCH (b:{ident(end_label)} {{{ident(end_key)}: row.end}})\n"
         f"OPTIONAL MATCH (b)<-[x:{ident(rel_type)}]-(a)\n"
         "RETURN row.position AS position, a IS NULL AS start_missing, b IS NULL AS end_missing, "
-        "x IS NOT NULL AS exists, [name IN $names | x[name]] AS stored"
+        f"x IS NOT NULL AS exists, {_STORED} AS stored"
     )
 
 

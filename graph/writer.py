@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import neo4j.time
 from neo4j import ManagedTransaction
 from neomodel import (
     ArrayProperty,
@@ -134,10 +133,6 @@ def _props(
     }
 
 
-def _comparable(value: Any) -> Any:
-    return as_utc(value) if isinstance(value, neo4j.time.DateTime) else value
-
-
 def _params(
     entries: list[dict[str, Any]], temporal: frozenset[str], created: bool = False
 ) -> tuple[list[dict], list[str], list[str]]:
@@ -217,15 +212,18 @@ def _names(batch: list[dict]) -> list[str]:
     return sorted({name for row in batch for name in row["props"]})
 
 
-def _holds(names: list[str], stored: list[Any], props: Mapping[str, Any]) -> bool:
-    """True if the stored values (listed in ``names`` order) already equal every prop.
+def _holds(
+    names: list[str], stored: list[Any], props: Mapping[str, Any], temporal: frozenset[str]
+) -> bool:
+    """True if the stored values (listed in ``names`` order, timestamps as ISO text) already
+    equal every prop.
 
     Provenance alone never makes a row "changed": the same fact seen again in another
     record (or another run) keeps the origin it was first written with.
     """
     values = dict(zip(names, stored, strict=True))
     return all(
-        _comparable(values[name]) == value
+        (as_utc(values[name]) if name in temporal else values[name]) == value
         for name, value in props.items()
         if name not in PROVENANCE_PROPERTIES
     )
@@ -304,12 +302,14 @@ class BulkWriter:
             keys = [row["key"] for row in batch]
             names = _names(batch)
             query = queries.existing_nodes(spec.label, spec.key)
-            stored = {r["key"]: r["stored"] for r in tx.run(query, keys=keys, names=names)}
+            found = tx.run(query, keys=keys, names=names, times=sorted(spec.temporal))
+            stored = {r["key"]: r["stored"] for r in found}
             new = [row for row in batch if row["key"] not in stored]
             changed = [
                 row
                 for row in batch
-                if row["key"] in stored and not _holds(names, stored[row["key"]], row["props"])
+                if row["key"] in stored
+                and not _holds(names, stored[row["key"]], row["props"], spec.temporal)
             ]
             stamps = {"now": datetime.now(UTC).isoformat(), "run": self.run_id}
             if new:
@@ -400,7 +400,8 @@ class BulkWriter:
             if checked:
                 keys = [{k: row[k] for k in ("position", "start", "end")} for row in checked]
                 query = queries.relationship_state(*shape)
-                state = {r["position"]: r for r in tx.run(query, rows=keys, names=props)}
+                result = tx.run(query, rows=keys, names=props, times=sorted(spec.temporal))
+                state = {r["position"]: r for r in result}
                 missing = [s for s in state.values() if s["start_missing"] or s["end_missing"]]
                 absent = {m["position"] for m in missing}
                 for row in checked:
@@ -409,7 +410,7 @@ class BulkWriter:
                     found = state[row["position"]]
                     if not found["exists"]:
                         new.append(row)
-                    elif not _holds(props, found["stored"], row["props"]):
+                    elif not _holds(props, found["stored"], row["props"], spec.temporal):
                         changed.append(row)
                 if new or changed:
                     rows, _, times = _params(new + changed, spec.temporal)
