@@ -584,21 +584,25 @@ def neighbours(
     outgoing: bool,
     fields: Sequence[str],
     times: Sequence[str],
+    links: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> str:
-    """For each of ``$keys`` on one side, the nodes at the other end of the relationship."""
+    """For each of ``$keys`` on one side, the nodes at the other end of the relationship;
+    with ``links`` (the relationship's fields and timestamps), its properties too."""
+    rel = f"r:{ident(rel_type)}" if links else f":{ident(rel_type)}"
     if outgoing:
         anchor, pattern = (
             f"(a:{ident(start_label)} {{{ident(start_key)}: k}})",
-            f"(a)-[:{ident(rel_type)}]->(x:{ident(end_label)})",
+            f"(a)-[{rel}]->(x:{ident(end_label)})",
         )
     else:
         anchor, pattern = (
             f"(b:{ident(end_label)} {{{ident(end_key)}: k}})",
-            f"(b)<-[:{ident(rel_type)}]-(x:{ident(start_label)})",
+            f"(b)<-[{rel}]-(x:{ident(start_label)})",
         )
+    also = f", {projection('r', *links)} AS link" if links else ""
     return (
         f"UNWIND $keys AS k\nMATCH {anchor}\nMATCH {pattern}\n"
-        f"RETURN k AS key, {projection('x', fields, times)} AS props"
+        f"RETURN k AS key, {projection('x', fields, times)} AS props{also}"
     )
 
 

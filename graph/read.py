@@ -36,7 +36,23 @@ def neighbours(
     store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool = True
 ) -> dict[str, list[dict[str, Any]]]:
     """For each key on one side of ``spec``, the nodes at the other end, in key order."""
+    found = _neighbours(store, spec, keys, outgoing, links=False)
+    return {key: [props for props, _ in rows] for key, rows in found.items()}
+
+
+def links(
+    store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool = True
+) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Like ``neighbours``, each node with the properties of the relationship that leads to
+    it (a person's skill level, the quantity of a lot an operation consumed)."""
+    return _neighbours(store, spec, keys, outgoing, links=True)
+
+
+def _neighbours(
+    store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool, links: bool
+) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
     other = spec.end if outgoing else spec.start
+    link_fields = list(spec.properties)
     query = queries.neighbours(
         spec.start.label,
         spec.start.key,
@@ -45,12 +61,13 @@ def neighbours(
         spec.end.key,
         outgoing,
         *_fields(other),
+        links=(link_fields, [n for n in link_fields if n in spec.temporal]) if links else None,
     )
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    found: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
     for row in store.read(query, keys=list(keys)):
-        found[row["key"]].append(row["props"])
+        found[row["key"]].append((row["props"], row.get("link") or {}))
     for rows in found.values():
-        rows.sort(key=lambda p: str(p.get(other.key)))
+        rows.sort(key=lambda pair: str(pair[0].get(other.key)))
     return found
 
 

@@ -470,3 +470,74 @@ def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
         '{ node(id: "Deviation:DEV-2") { ... on Deviation { causes { key } } } }',
     ).json()
     assert never["data"]["node"]["causes"] == []
+
+
+def test_edges_carry_the_relationships_own_properties(api: tuple, store: Store) -> None:
+    client, tokens = api
+    w = BulkWriter(store)
+    w.upsert_nodes("Skill", [{"skill_id": "CNC-MILL"}, {"skill_id": "CMM"}])
+    w.upsert_relationships(
+        rel_spec("Person", "HAS_SKILL", "Skill"),
+        [
+            {"start": "00003310", "end": "CNC-MILL", "level": 3, "certified": "yes",
+             "valid_until": T0 + timedelta(days=365), "source_system": "skills matrix"},
+            {"start": "00003310", "end": "CMM", "level": 1, "certified": "expired"},
+        ],
+    )  # fmt: skip
+    w.upsert_nodes("MaterialLot", [{"lot_id": "RM-1/7731"}])
+    w.upsert_relationships(
+        rel_spec("MaterialLot", "CONSUMED_BY", "Operation"),
+        [
+            {"start": "RM-1/7731", "end": f"{1000100 + i}/0010", "quantity": 2.5 * (i + 1),
+             "unit": "KG"}
+            for i in range(3)
+        ],
+    )  # fmt: skip
+    query = """{
+      persons { nodes { personId
+        skillsEdges { level certified validUntil sourceSystem node { skillId } } } }
+      skills(filter: {skillId: "CNC-MILL"}) { nodes {
+        personsHasSkillEdges { level node { name } } } }
+      materialLots { nodes { consumedByEdges(first: 2) { quantity unit node { operationId } } } }
+      productionOrders(first: 40) { nodes { operations {
+        materialLotsConsumedByEdges { quantity node { lotId } } } } }
+    }"""
+    calls = []
+    original = store.read
+
+    def counting(query: str, **params):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return original(query, **params)
+
+    store.read = counting  # type: ignore[method-assign]
+    try:
+        body = _post(client, tokens["reader"], query).json()
+    finally:
+        store.read = original  # type: ignore[method-assign]
+    assert "errors" not in body, body
+    data = body["data"]
+    (person,) = data["persons"]["nodes"]
+    assert person["skillsEdges"] == [
+        {"level": 1, "certified": "expired", "validUntil": None, "sourceSystem": None,
+         "node": {"skillId": "CMM"}},
+        {"level": 3, "certified": "yes", "validUntil": "2027-11-02T06:00:00+00:00",
+         "sourceSystem": "skills matrix", "node": {"skillId": "CNC-MILL"}},
+    ]  # fmt: skip
+    assert data["skills"]["nodes"] == [
+        {"personsHasSkillEdges": [{"level": 3, "node": {"name": "Mira Sahin"}}]}
+    ]
+    (lot,) = data["materialLots"]["nodes"]
+    assert lot["consumedByEdges"] == [
+        {"quantity": 2.5, "unit": "KG", "node": {"operationId": "1000100/0010"}},
+        {"quantity": 5.0, "unit": "KG", "node": {"operationId": "1000101/0010"}},
+    ]
+    consumed = [
+        edge["quantity"]
+        for order in data["productionOrders"]["nodes"]
+        for op in order["operations"]
+        for edge in op["materialLotsConsumedByEdges"]
+    ]
+    assert consumed == [2.5, 5.0, 7.5]
+    # four root pages, then one query per relationship level: skills, persons, operations
+    # consumed, the 80 operations of the 40 orders and their consumed lots
+    assert len(calls) == 4 + 5, calls

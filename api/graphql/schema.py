@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +36,12 @@ from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.store import Store
 from opsgraph.ingest.live import Changes
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
-from opsgraph.schema.base import UtcDateTimeProperty, as_utc
+from opsgraph.schema.base import (
+    MANAGED_PROPERTIES,
+    PROVENANCE_PROPERTIES,
+    UtcDateTimeProperty,
+    as_utc,
+)
 
 from .cost import QueryCost
 
@@ -242,6 +248,72 @@ class _Types:
             strawberry.field(
                 resolver=resolve,
                 description=f"{direction} [:{rel.type}] {other.label}",
+            ),
+        )
+        if set(rel.properties) - PROVENANCE_PROPERTIES - MANAGED_PROPERTIES:
+            self._edges_field(rel, outgoing, owner, name)
+
+    def _edges_field(self, rel: RelSpec, outgoing: bool, owner: type, name: str) -> None:
+        """``<field>Edges``: the same related nodes, each with the properties of the
+        relationship that leads to it (a skill's level and certification, the quantity of a
+        lot consumed), for relationships whose model declares more than provenance."""
+        other = rel.end if outgoing else rel.start
+        own = rel.start if outgoing else rel.end
+        make = self.make
+        field = _camel(name)
+        edge_name = f"{owner.__name__}{field[0].upper()}{field[1:]}Edge"
+        annotations: dict[str, Any] = {
+            prop: _python_type(kind) | None for prop, kind in rel.properties.items()
+        }
+        annotations["node"] = self.classes[other.label]
+        namespace: dict[str, Any] = {prop: None for prop in rel.properties}
+        namespace["__annotations__"] = annotations
+        namespace["__doc__"] = f"A [:{rel.type}] relationship and the {other.label} it leads to."
+        edge = strawberry.type(type(edge_name, (), namespace))
+        temporal, documents = (
+            rel.temporal,
+            {prop for prop, kind in rel.properties.items() if isinstance(kind, JSONProperty)},
+        )
+
+        def value(prop: str, stored: Any) -> Any:
+            if stored is None:
+                return None
+            if prop in temporal:
+                return as_utc(stored)
+            return json.loads(stored) if prop in documents and isinstance(stored, str) else stored
+
+        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
+            _check_first(first, MAX_NEIGHBOURS)
+            context: Context = info.context
+
+            async def batch(keys: list[str]) -> list[list[tuple[dict, dict]]]:
+                found = await asyncio.to_thread(read.links, context.store, rel, keys, outgoing)
+                return [found.get(k, []) for k in keys]
+
+            loader = context.loader((rel.name, outgoing, "edges"), batch)
+            rows = await loader.load(str(getattr(root, own.key)))
+            return [
+                edge(
+                    node=make(other.label, props),
+                    **{prop: value(prop, link.get(prop)) for prop in rel.properties},
+                )
+                for props, link in rows[:first]
+            ]
+
+        resolve.__annotations__ = {
+            "root": Any,
+            "info": Info,
+            "first": int,
+            "return": list[edge],
+        }
+        direction = "->" if outgoing else "<-"
+        setattr(
+            owner,
+            f"{name}_edges",
+            strawberry.field(
+                resolver=resolve,
+                description=f"{direction} [:{rel.type}] {other.label}, with the "
+                "relationship's properties",
             ),
         )
 
