@@ -13,8 +13,9 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from strawberry.fastapi import GraphQLRouter
 from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
-from opsgraph.graph.store import Store, StoreError
+from opsgraph.graph.store import AsyncStore, Store, StoreError
 from opsgraph.graph.workflows import Workflow, WorkflowEngine, load_workflows
 from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestReport, IngestRunner, UnknownFormat
@@ -122,9 +123,31 @@ def create_app(
     inbox = settings.home / "inbox"
 
     async def context(request: HTTPConnection) -> Context:  # HTTP requests and websockets
-        return Context(store=store, role=role_of(request), memory=memory, changes=live.changes)
+        return Context(
+            store=store,
+            role=role_of(request),
+            memory=memory,
+            changes=live.changes,
+            reads=getattr(request.app.state, "reads", None),
+        )
 
-    app = FastAPI(title="opsgraph", description="Execution intelligence for manufacturing")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """The resolvers' reads run on the serving event loop through the async driver,
+        which is bound to the loop it is made on: made when the server starts (without a
+        lifespan, e.g. an un-entered TestClient, they run on threads instead)."""
+        app.state.reads = AsyncStore(store) if store.address is not None else None
+        try:
+            yield
+        finally:
+            if app.state.reads is not None:
+                await app.state.reads.close()
+
+    app = FastAPI(
+        title="opsgraph",
+        description="Execution intelligence for manufacturing",
+        lifespan=lifespan,
+    )
     graphql = GraphQLRouter(
         build_schema(introspection=not production),
         context_getter=context,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def api(store: Store, settings: Settings, tmp_path: Path) -> Iterator[tuple[Test
     home_settings = Settings(home=tmp_path)
     keys = ApiKeys(tmp_path)
     tokens = {"reader": keys.create("reader", "tests"), "writer": keys.create("writer", "tests")}
-    return TestClient(create_app(store, home_settings)), tokens
+    # entered, so the app's lifespan runs: its resolvers read through the async driver
+    with TestClient(create_app(store, home_settings)) as client:
+        assert client.app.state.reads is not None
+        yield client, tokens
 
 
 def _post(client: TestClient, token: str | None, query: str, variables: dict | None = None):
@@ -68,6 +72,24 @@ def _post(client: TestClient, token: str | None, query: str, variables: dict | N
     return client.post(
         "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
     )
+
+
+@contextmanager
+def _counting(client: TestClient) -> Iterator[list[str]]:
+    """The queries the app sends to the store while the block runs (its async reads)."""
+    reads = client.app.state.reads
+    original = reads.read
+    calls: list[str] = []
+
+    async def counting(query: str, **params):  # type: ignore[no-untyped-def]
+        calls.append(query)
+        return await original(query, **params)
+
+    reads.read = counting
+    try:
+        yield calls
+    finally:
+        reads.read = original
 
 
 DEEP = """
@@ -119,20 +141,10 @@ def test_pagination_is_stable_and_complete(api: tuple) -> None:
     assert seen == [f"{1000100 + i}" for i in range(40)]
 
 
-def test_following_relationships_is_batched_not_n_plus_1(api: tuple, store: Store) -> None:
+def test_following_relationships_is_batched_not_n_plus_1(api: tuple) -> None:
     client, tokens = api
-    calls = []
-    original = store.read
-
-    def counting(query: str, **params):  # type: ignore[no-untyped-def]
-        calls.append(query)
-        return original(query, **params)
-
-    store.read = counting  # type: ignore[method-assign]
-    try:
+    with _counting(client) as calls:
         body = _post(client, tokens["reader"], DEEP, {"first": 40}).json()
-    finally:
-        store.read = original  # type: ignore[method-assign]
     assert len(body["data"]["productionOrders"]["nodes"]) == 40
     # one page query + one per relationship level (operations, machine, alarms, deviations)
     assert len(calls) == 5, calls
@@ -427,18 +439,8 @@ def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
         causes { rank relationship label key score explanation computedAt
                  evidence { label key type direction }
                  node { id ... on Machine { machineId machineType } } } } } }"""
-    calls = []
-    original = store.read
-
-    def counting(query: str, **params):  # type: ignore[no-untyped-def]
-        calls.append(query)
-        return original(query, **params)
-
-    store.read = counting  # type: ignore[method-assign]
-    try:
+    with _counting(client) as calls:
         body = _post(client, tokens["reader"], query).json()
-    finally:
-        store.read = original  # type: ignore[method-assign]
     assert "errors" not in body, body
     (deviation,) = body["data"]["deviations"]["nodes"]
     stored = deviation["causes"]
@@ -502,18 +504,8 @@ def test_edges_carry_the_relationships_own_properties(api: tuple, store: Store) 
       productionOrders(first: 40) { nodes { operations {
         materialLotsConsumedByEdges { quantity node { lotId } } } } }
     }"""
-    calls = []
-    original = store.read
-
-    def counting(query: str, **params):  # type: ignore[no-untyped-def]
-        calls.append(query)
-        return original(query, **params)
-
-    store.read = counting  # type: ignore[method-assign]
-    try:
+    with _counting(client) as calls:
         body = _post(client, tokens["reader"], query).json()
-    finally:
-        store.read = original  # type: ignore[method-assign]
     assert "errors" not in body, body
     data = body["data"]
     (person,) = data["persons"]["nodes"]

@@ -10,7 +10,7 @@ import base64
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -33,7 +33,7 @@ from opsgraph.graph.decisions import DecisionError
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.risk import RiskModel
-from opsgraph.graph.store import Store
+from opsgraph.graph.store import AsyncStore, Store
 from opsgraph.ingest.live import Changes
 from opsgraph.schema import NodeSpec, RelSpec, SchemaError, node_spec, node_specs, rel_specs
 from opsgraph.schema.base import (
@@ -50,6 +50,8 @@ MAX_DEPTH = 8
 NEIGHBOURS, MAX_NEIGHBOURS = 100, 1000  # related nodes per field: default and cap
 MAX_COST = 200_000  # estimated objects in a response, see cost.py
 
+T = TypeVar("T")
+
 
 class Context(BaseContext):
     """Per request: the store, the caller's role and the DataLoaders (never shared)."""
@@ -60,13 +62,21 @@ class Context(BaseContext):
         role: str = "reader",
         memory: DecisionMemory | None = None,
         changes: Changes | None = None,
+        reads: AsyncStore | None = None,
     ):
         super().__init__()
         self.store = store
         self.role = role
         self.memory = memory
         self.changes = changes
+        self.reads = reads
         self.loaders: dict[Any, DataLoader] = {}
+
+    async def fetch(self, query: read.Read[T]) -> T:
+        """Run a read on the server's event loop (its ``AsyncStore``), else on a thread."""
+        if self.reads is not None:
+            return await query.run_async(self.reads)
+        return await asyncio.to_thread(query.run, self.store)
 
     def loader(self, key: Any, batch: Callable[[list[str]], Awaitable[list[Any]]]) -> DataLoader:
         if key not in self.loaders:
@@ -150,7 +160,7 @@ class _Types:
             context: Context = info.context
 
             async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await asyncio.to_thread(read.stored_causes, context.store, keys)
+                found = await context.fetch(read.query_stored_causes(keys))
                 return [found.get(k, []) for k in keys]
 
             loader = context.loader("stored causes", batch)
@@ -174,9 +184,7 @@ class _Types:
             context: Context = info.context
 
             async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await asyncio.to_thread(
-                    read.events_during, context.store, owner, kind, keys
-                )
+                found = await context.fetch(read.query_events_during(owner, kind, keys))
                 return [found.get(k, []) for k in keys]
 
             loader = context.loader(("during", owner, kind), batch)
@@ -228,7 +236,7 @@ class _Types:
             context: Context = info.context
 
             async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await asyncio.to_thread(read.neighbours, context.store, rel, keys, outgoing)
+                found = await context.fetch(read.query_neighbours(rel, keys, outgoing))
                 return [found.get(k, []) for k in keys]
 
             loader = context.loader((rel.name, outgoing), batch)
@@ -287,7 +295,7 @@ class _Types:
             context: Context = info.context
 
             async def batch(keys: list[str]) -> list[list[tuple[dict, dict]]]:
-                found = await asyncio.to_thread(read.links, context.store, rel, keys, outgoing)
+                found = await context.fetch(read.query_links(rel, keys, outgoing))
                 return [found.get(k, []) for k in keys]
 
             loader = context.loader((rel.name, outgoing, "edges"), batch)
@@ -396,16 +404,8 @@ def _list_field(spec: NodeSpec) -> Any:
         _check_first(first)
         criteria = {k: v for k, v in vars(filter).items()} if filter is not None else {}
         since, until = criteria.pop("since", None), criteria.pop("until", None)
-        rows, more = await asyncio.to_thread(
-            read.page,
-            info.context.store,
-            spec.label,
-            first,
-            _uncursor(after),
-            criteria,
-            since,
-            until,
-        )
+        query = read.query_page(spec.label, first, _uncursor(after), criteria, since, until)
+        rows, more = await info.context.fetch(query)
         nodes = [types.make(spec.label, row) for row in rows]
         edges = [
             edge(cursor=_cursor(str(row[spec.key])), node=node)
@@ -447,7 +447,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
             spec = node_spec(label)
         except SchemaError:
             raise GraphQLError(f"unknown id {id!r}: expected 'Label:key'") from None
-        found = await asyncio.to_thread(read.nodes_by_key, info.context.store, spec.label, [key])
+        found = await info.context.fetch(read.query_nodes_by_key(spec.label, [key]))
         return types.make(spec.label, found[key]) if key in found else None
 
     async def root_causes(info: Info, deviation: str, top: int = 5) -> RootCauses:
@@ -653,7 +653,7 @@ class StoredCause:
         label = self.label
 
         async def batch(keys: list[str]) -> list[dict[str, Any] | None]:
-            found = await asyncio.to_thread(read.nodes_by_key, context.store, label, keys)
+            found = await context.fetch(read.query_nodes_by_key(label, keys))
             return [found.get(k) for k in keys]
 
         props = await context.loader(("nodes", label), batch).load(self.key)
