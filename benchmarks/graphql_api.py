@@ -57,40 +57,43 @@ LIST = "{ productionOrders(first: 50) { nodes { orderId status totalQuantity pla
 
 def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
     """The deep query's data through graph/read.py, as a resolver-free baseline."""
-    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
-    keys = [r["deviation_id"] for r in rows]
-    count = len(rows)
+    keys = _scrap_deviations(store)
     causes = read.stored_causes(store, keys)
     by_label: dict[str, set[str]] = {}
     for found in causes.values():
-        count += len(found)
         for cause in found:
             by_label.setdefault(cause["label"], set()).add(str(cause["target"]))
     for label, targets in by_label.items():
         read.nodes_by_key(store, label, sorted(targets))
-    lots = sorted(by_label.get("MaterialLot", ()))
-    if lots:
-        read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
-    decisions = read.neighbours(store, rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
-    ids = [d["decision_id"] for ds in decisions.values() for d in ds]
-    read.neighbours(store, rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids)
-    return count
+    _suppliers_and_decisions(store, sorted(by_label.get("MaterialLot", ())), keys)
+    return sum(map(len, causes.values()))
 
 
 def raw_related(store) -> int:  # noqa: ANN001
-    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
-    keys = [r["deviation_id"] for r in rows]
-    count = len(rows)
+    keys = _scrap_deviations(store)
+    count, lots = 0, []
     for label in ("MaterialLot", "Machine", "Person", "MaintenanceEvent", "Changeover"):
         found = read.neighbours(store, rel_spec("Deviation", "CAUSED_BY", label), keys)
         count += sum(map(len, found.values()))
         if label == "MaterialLot":
             lots = [lot["lot_id"] for ls in found.values() for lot in ls]
-            read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
-    decisions = read.neighbours(store, rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
+    _suppliers_and_decisions(store, lots, keys)
+    return count
+
+
+def _scrap_deviations(store) -> list[str]:  # noqa: ANN001
+    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
+    return [r["deviation_id"] for r in rows]
+
+
+def _suppliers_and_decisions(store, lots: list[str], deviations: list[str]) -> None:  # noqa: ANN001
+    """The part both deep queries share: the lots' suppliers, decisions and outcomes."""
+    if lots:
+        read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
+    rel = rel_spec("Decision", "ABOUT", "Deviation")
+    decisions = read.neighbours(store, rel, deviations, False)
     ids = [d["decision_id"] for ds in decisions.values() for d in ds]
     read.neighbours(store, rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids)
-    return count
 
 
 def raw_list(store) -> int:  # noqa: ANN001

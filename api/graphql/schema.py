@@ -134,6 +134,33 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _related_field(
+    loader_key: Any,
+    query: Callable[[list[str]], read.Read[Any]],
+    key: str,
+    convert: Callable[[Any], Any],
+    returns: Any,
+    description: str,
+    first_default: int = NEIGHBOURS,
+) -> Any:
+    """A list field whose values come from one batched read per request: each parent
+    ``load``s its ``key``; the DataLoader sends the keys of all parents in one ``query``."""
+
+    async def resolve(root: Any, info: Info, first: int = first_default) -> list[Any]:
+        _check_first(first, MAX_NEIGHBOURS)
+        context: Context = info.context
+
+        async def batch(keys: list[str]) -> list[list[Any]]:
+            found = await context.fetch(query(keys))
+            return [found.get(k, []) for k in keys]
+
+        rows = await context.loader(loader_key, batch).load(str(getattr(root, key)))
+        return [convert(row) for row in rows[:first]]
+
+    resolve.__annotations__ = {"root": Any, "info": Info, "first": int, "return": returns}
+    return strawberry.field(resolver=resolve, description=description)
+
+
 class _Types:
     """Builds one GraphQL type per label, with its relationships as fields."""
 
@@ -154,55 +181,31 @@ class _Types:
     def _causes_field(self) -> None:
         """``Deviation.causes``: what the last analysis stored, with scores and evidence
         (the ``causedBy*`` fields give the nodes alone; ``rootCauses`` analyses anew)."""
-
-        async def resolve(root: Any, info: Info, first: int = 10) -> list[StoredCause]:
-            _check_first(first, MAX_NEIGHBOURS)
-            context: Context = info.context
-
-            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await context.fetch(read.query_stored_causes(keys))
-                return [found.get(k, []) for k in keys]
-
-            loader = context.loader("stored causes", batch)
-            causes = await loader.load(str(root.deviation_id))
-            return [_stored_cause(cause) for cause in causes[:first]]
-
-        self.classes["Deviation"].causes = strawberry.field(
-            resolver=resolve,
-            description="Causes stored by the last root-cause analysis (`opsgraph rca`, "
+        self.classes["Deviation"].causes = _related_field(
+            "stored causes",
+            read.query_stored_causes,
+            "deviation_id",
+            _stored_cause,
+            list[StoredCause],
+            "Causes stored by the last root-cause analysis (`opsgraph rca`, "
             "runRootCauseAnalysis), best first, with scores and evidence paths; empty until "
             "one ran.",
+            first_default=10,
         )
 
     def _window_field(self, owner: str, kind: str, label: str) -> None:
         """``alarmsDuring`` / ``statesDuring``: the machine's events while the work ran."""
-        own = self.specs[owner]
         make = self.make
-
-        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
-            _check_first(first, MAX_NEIGHBOURS)
-            context: Context = info.context
-
-            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await context.fetch(read.query_events_during(owner, kind, keys))
-                return [found.get(k, []) for k in keys]
-
-            loader = context.loader(("during", owner, kind), batch)
-            rows = await loader.load(str(getattr(root, own.key)))
-            return [make(label, row) for row in rows[:first]]
-
-        resolve.__annotations__ = {
-            "root": Any,
-            "info": Info,
-            "first": int,
-            "return": list[self.classes[label]],
-        }
         setattr(
             self.classes[owner],
             f"{kind}_during",
-            strawberry.field(
-                resolver=resolve,
-                description=f"the machine's {label} records while this {owner} ran "
+            _related_field(
+                ("during", owner, kind),
+                lambda keys: read.query_events_during(owner, kind, keys),
+                self.specs[owner].key,
+                lambda row: make(label, row),
+                list[self.classes[label]],
+                f"the machine's {label} records while this {owner} ran "
                 "(actual times, else planned)",
             ),
         )
@@ -229,33 +232,17 @@ class _Types:
         if name in getattr(owner, "__annotations__", {}) or hasattr(owner, name):
             return
         make = self.make
-        own = rel.start if outgoing else rel.end
-
-        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
-            _check_first(first, MAX_NEIGHBOURS)
-            context: Context = info.context
-
-            async def batch(keys: list[str]) -> list[list[dict[str, Any]]]:
-                found = await context.fetch(read.query_neighbours(rel, keys, outgoing))
-                return [found.get(k, []) for k in keys]
-
-            loader = context.loader((rel.name, outgoing), batch)
-            rows = await loader.load(str(getattr(root, own.key)))
-            return [make(other.label, row) for row in rows[:first]]
-
-        resolve.__annotations__ = {
-            "root": Any,
-            "info": Info,
-            "first": int,
-            "return": list[self.classes[other.label]],
-        }
         direction = "->" if outgoing else "<-"
         setattr(
             owner,
             name,
-            strawberry.field(
-                resolver=resolve,
-                description=f"{direction} [:{rel.type}] {other.label}",
+            _related_field(
+                (rel.name, outgoing),
+                lambda keys: read.query_neighbours(rel, keys, outgoing),
+                (rel.start if outgoing else rel.end).key,
+                lambda row: make(other.label, row),
+                list[self.classes[other.label]],
+                f"{direction} [:{rel.type}] {other.label}",
             ),
         )
         if set(rel.properties) - PROVENANCE_PROPERTIES - MANAGED_PROPERTIES:
@@ -290,38 +277,22 @@ class _Types:
                 return as_utc(stored)
             return json.loads(stored) if prop in documents and isinstance(stored, str) else stored
 
-        async def resolve(root: Any, info: Info, first: int = NEIGHBOURS) -> list[Any]:
-            _check_first(first, MAX_NEIGHBOURS)
-            context: Context = info.context
+        def convert(row: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+            props, link = row
+            values = {prop: value(prop, link.get(prop)) for prop in rel.properties}
+            return edge(node=make(other.label, props), **values)
 
-            async def batch(keys: list[str]) -> list[list[tuple[dict, dict]]]:
-                found = await context.fetch(read.query_links(rel, keys, outgoing))
-                return [found.get(k, []) for k in keys]
-
-            loader = context.loader((rel.name, outgoing, "edges"), batch)
-            rows = await loader.load(str(getattr(root, own.key)))
-            return [
-                edge(
-                    node=make(other.label, props),
-                    **{prop: value(prop, link.get(prop)) for prop in rel.properties},
-                )
-                for props, link in rows[:first]
-            ]
-
-        resolve.__annotations__ = {
-            "root": Any,
-            "info": Info,
-            "first": int,
-            "return": list[edge],
-        }
         direction = "->" if outgoing else "<-"
         setattr(
             owner,
             f"{name}_edges",
-            strawberry.field(
-                resolver=resolve,
-                description=f"{direction} [:{rel.type}] {other.label}, with the "
-                "relationship's properties",
+            _related_field(
+                (rel.name, outgoing, "edges"),
+                lambda keys: read.query_links(rel, keys, outgoing),
+                own.key,
+                convert,
+                list[edge],
+                f"{direction} [:{rel.type}] {other.label}, with the relationship's properties",
             ),
         )
 
