@@ -44,7 +44,8 @@ class ConstraintViolation(StoreError):
 
 
 class Store:
-    """A driver plus the database to use; the only owner of sessions and transactions."""
+    """A driver plus the database to use; with ``AsyncStore`` (its reads for an event loop),
+    the only owner of sessions and transactions."""
 
     def __init__(
         self,
