@@ -54,7 +54,8 @@ T = TypeVar("T")
 
 
 class Context(BaseContext):
-    """Per request: the store, the caller's role and the DataLoaders (never shared)."""
+    """Per request: the store (and the serving loop's async reads, if any), the caller's
+    role and the DataLoaders (never shared)."""
 
     def __init__(
         self,
