@@ -58,7 +58,7 @@ LIST = "{ productionOrders(first: 50) { nodes { orderId status totalQuantity pla
 def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
     """The deep query's data through graph/read.py, as a resolver-free baseline."""
     keys = _scrap_deviations(store)
-    causes = read.stored_causes(store, keys)
+    causes = read.query_stored_causes(keys).run(store)
     by_label: dict[str, set[str]] = {}
     for found in causes.values():
         for cause in found:
@@ -73,7 +73,7 @@ def raw_related(store) -> int:  # noqa: ANN001
     keys = _scrap_deviations(store)
     count, lots = 0, []
     for label in ("MaterialLot", "Machine", "Person", "MaintenanceEvent", "Changeover"):
-        found = read.neighbours(store, rel_spec("Deviation", "CAUSED_BY", label), keys)
+        found = read.query_neighbours(rel_spec("Deviation", "CAUSED_BY", label), keys).run(store)
         count += sum(map(len, found.values()))
         if label == "MaterialLot":
             lots = [lot["lot_id"] for ls in found.values() for lot in ls]
@@ -82,22 +82,23 @@ def raw_related(store) -> int:  # noqa: ANN001
 
 
 def _scrap_deviations(store) -> list[str]:  # noqa: ANN001
-    rows, _ = read.page(store, "Deviation", 10, equals={"deviation_type": "scrap"})
+    rows, _ = read.query_page("Deviation", 10, equals={"deviation_type": "scrap"}).run(store)
     return [r["deviation_id"] for r in rows]
 
 
 def _suppliers_and_decisions(store, lots: list[str], deviations: list[str]) -> None:  # noqa: ANN001
     """The part both deep queries share: the lots' suppliers, decisions and outcomes."""
     if lots:
-        read.neighbours(store, rel_spec("Supplier", "SUPPLIED", "MaterialLot"), lots, False)
+        supplied = rel_spec("Supplier", "SUPPLIED", "MaterialLot")
+        read.query_neighbours(supplied, lots, False).run(store)
     rel = rel_spec("Decision", "ABOUT", "Deviation")
-    decisions = read.neighbours(store, rel, deviations, False)
+    decisions = read.query_neighbours(rel, deviations, False).run(store)
     ids = [d["decision_id"] for ds in decisions.values() for d in ds]
-    read.neighbours(store, rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids)
+    read.query_neighbours(rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids).run(store)
 
 
 def raw_list(store) -> int:  # noqa: ANN001
-    rows, _ = read.page(store, "ProductionOrder", 50)
+    rows, _ = read.query_page("ProductionOrder", 50).run(store)
     return len(rows)
 
 

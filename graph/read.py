@@ -1,10 +1,10 @@
 """Plain read services over the model, shared by the GraphQL API and scripts: nodes by key,
 neighbours along a declared relationship (batched for DataLoaders) and keyset pages.
 
-The reads the API's resolvers make are also available as data (``query_*`` builders
-returning a ``Read``): its Cypher, parameters and the shaping of the records, so one
-definition runs on the blocking driver (``Read.run``, what the plain functions do) and on
-the API server's event loop without a thread (``Read.run_async`` on an ``AsyncStore``)."""
+The reads the API's resolvers make are data (``query_*`` builders returning a ``Read``):
+its Cypher, parameters and the shaping of the records, so one definition runs on the
+blocking driver (``Read.run(store)``) and on the API server's event loop without a thread
+(``Read.run_async`` on an ``AsyncStore``)."""
 
 from __future__ import annotations
 
@@ -71,12 +71,6 @@ def query_neighbours(
     return Read(plain.cypher, plain.params, shape)
 
 
-def neighbours(
-    store: Store, spec: RelSpec, keys: Sequence[str], outgoing: bool = True
-) -> dict[str, list[dict[str, Any]]]:
-    return query_neighbours(spec, keys, outgoing).run(store)
-
-
 def query_links(
     spec: RelSpec, keys: Sequence[str], outgoing: bool = True
 ) -> Read[dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]]:
@@ -138,18 +132,6 @@ def query_page(
     return Read(query, params, lambda rows: ([r["props"] for r in rows[:first]], len(rows) > first))
 
 
-def page(
-    store: Store,
-    label: str,
-    first: int,
-    after: str | None = None,
-    equals: Mapping[str, Any] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> tuple[list[dict[str, Any]], bool]:
-    return query_page(label, first, after, equals, since, until).run(store)
-
-
 def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any], datetime]]:
     """Deviations first written after ``since`` (oldest first), with when they were written."""
     query = queries.deviations_since(*_fields(node_spec("Deviation")))
@@ -180,10 +162,6 @@ def query_stored_causes(keys: Sequence[str]) -> Read[dict[str, list[dict[str, An
     return Read(queries.STORED_CAUSES, {"keys": list(keys), "key_of": key_of}, shape)
 
 
-def stored_causes(store: Store, keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    return query_stored_causes(keys).run(store)
-
-
 # Owners of a time window -> event kinds -> the label of those events.
 WINDOWS = {
     owner: {kind: label for kind, (_, label, _) in queries.WINDOW_EVENTS.items()}
@@ -212,12 +190,6 @@ def query_events_during(
 
     query = queries.events_during(owner, kind, *_fields(spec))
     return Read(query, {"keys": list(keys)}, shape)
-
-
-def events_during(
-    store: Store, owner: str, kind: str, keys: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
-    return query_events_during(owner, kind, keys).run(store)
 
 
 # When an event happened, in order of preference: what really happened before what was planned.
