@@ -423,11 +423,22 @@ def rca_remember(rel_type: str, label: str, key: str) -> str:
 
 # Each of ``$keys`` deviations' stored causes (the edges ``rca_remember`` wrote) with the
 # cause's label and business key; ``$key_of`` maps each label to its key property.
-STORED_CAUSES = """
+def stored_causes(causes: dict[str, tuple[str, Sequence[str], Sequence[str]]]) -> str:
+    """The causes stored for each of ``$keys`` with the cause node's properties, projected
+    per label (``causes``: label -> key, fields, timestamps), so a client asking for the
+    cause nodes costs no second round trip per label."""
+    keys = " ".join(
+        f"WHEN x:{ident(label)} THEN x.{ident(key)}" for label, (key, _, _) in causes.items()
+    )
+    props = " ".join(
+        f"WHEN x:{ident(label)} THEN {projection('x', fields, times)}"
+        for label, (_, fields, times) in causes.items()
+    )
+    return f"""
 UNWIND $keys AS key
-MATCH (:Deviation {deviation_id: key})-[r:CAUSED_BY|CONTRIBUTED_TO]->(x)
-WITH key, r, x, head(labels(x)) AS label
-RETURN key, type(r) AS relationship, label, x[$key_of[label]] AS target,
+MATCH (:Deviation {{deviation_id: key}})-[r:CAUSED_BY|CONTRIBUTED_TO]->(x)
+RETURN key, type(r) AS relationship, head(labels(x)) AS label,
+       CASE {keys} END AS target, CASE {props} END AS props,
        r.rank AS rank, r.score AS score, r.method AS method, r.run_id AS run_id,
        r.cause_type AS cause_type, r.explanation AS explanation,
        r.evidence AS evidence, toString(r.computed_at) AS computed_at

@@ -143,13 +143,16 @@ def deviations_since(store: Store, since: datetime) -> list[tuple[dict[str, Any]
 CAUSE_LABELS = sorted(
     {rel.end.label for rel in rel_specs() if rel.type in ("CAUSED_BY", "CONTRIBUTED_TO")}
 )
+_STORED_CAUSES = queries.stored_causes(
+    {label: (node_spec(label).key, *_fields(node_spec(label))) for label in CAUSE_LABELS}
+)
 
 
 def query_stored_causes(keys: Sequence[str]) -> Read[dict[str, list[dict[str, Any]]]]:
     """For each deviation, the causes its last analysis stored (``opsgraph rca``, the
     ``runRootCauseAnalysis`` mutation), best first: rank, score, explanation and evidence
-    paths, read back without analysing again. A deviation never analysed has none."""
-    key_of = {label: node_spec(label).key for label in CAUSE_LABELS}
+    paths, and the cause node's properties (``props``), read back without analysing again.
+    A deviation never analysed has none."""
 
     def shape(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -159,7 +162,7 @@ def query_stored_causes(keys: Sequence[str]) -> Read[dict[str, list[dict[str, An
             found[cause.pop("key")].append(cause)
         return found
 
-    return Read(queries.STORED_CAUSES, {"keys": list(keys), "key_of": key_of}, shape)
+    return Read(_STORED_CAUSES, {"keys": list(keys)}, shape)
 
 
 # Owners of a time window -> event kinds -> the label of those events.

@@ -619,17 +619,11 @@ class StoredCause:
     computed_at: datetime | None
     evidence: list[list[EvidenceStep]]
 
+    props: strawberry.Private[dict[str, Any]]  # the cause node's, read with the cause
+
     @strawberry.field(description="The cause itself, with its fields and relationships.")
-    async def node(self, info: Info) -> Node | None:
-        context: Context = info.context
-        label = self.label
-
-        async def batch(keys: list[str]) -> list[dict[str, Any] | None]:
-            found = await context.fetch(read.query_nodes_by_key(label, keys))
-            return [found.get(k) for k in keys]
-
-        props = await context.loader(("nodes", label), batch).load(self.key)
-        return _types().make(label, props) if props is not None else None
+    def node(self) -> Node:
+        return _types().make(self.label, self.props)
 
 
 def _stored_cause(cause: dict[str, Any]) -> StoredCause:
@@ -645,6 +639,7 @@ def _stored_cause(cause: dict[str, Any]) -> StoredCause:
         run_id=cause["run_id"],
         computed_at=as_utc(cause["computed_at"]),
         evidence=[[_step(step) for step in path] for path in cause["evidence"]],
+        props=cause["props"],
     )
 
 
