@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import hashlib
 import json
 import logging
@@ -233,6 +234,18 @@ def _log_failure(done: Future) -> None:
         log.error("workflow rules failed", exc_info=done.exception())
 
 
+def settle_heap() -> None:
+    """Called once the app is built, before serving. A GraphQL response makes thousands of
+    short-lived objects, and Python's collector also walks the ~10^6 long-lived ones made at
+    startup (schema, driver, torch's modules) each time it looks further than the youngest
+    generation: freezing those and collecting the young less often raised the deep query's
+    rate at 16 concurrent requests by ~15-25 % (in process, A/B; garbage cycles are still
+    collected, just in bigger, rarer steps)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 SERVE_OPTIONS = "OPSGRAPH_SERVE"  # JSON: auth, production, cors_origins, workflows (a path)
 
 
@@ -252,6 +265,7 @@ def app_from_environment() -> FastAPI:
         workflows=workflows,
     )
     atexit.register(store.close)  # the worker process's one connection pool
+    settle_heap()
     return app
 
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from opsgraph.api import evidence
-from opsgraph.api.app import SERVE_OPTIONS, ApiKeys, create_app
+from opsgraph.api.app import SERVE_OPTIONS, ApiKeys, create_app, settle_heap
 from opsgraph.graph import queries
 from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
 from opsgraph.graph.constraints import apply_schema
@@ -835,18 +835,16 @@ def serve(
     store = _open(ctx, False)
     console.print(f"GraphQL on http://{host}:{port}/graphql ({store.description})")
     try:
-        uvicorn.run(
-            create_app(
-                store,
-                settings,
-                auth=auth,
-                production=production,
-                cors_origins=cors or [],
-                workflows=rules,
-            ),
-            host=host,
-            port=port,
+        served = create_app(
+            store,
+            settings,
+            auth=auth,
+            production=production,
+            cors_origins=cors or [],
+            workflows=rules,
         )
+        settle_heap()
+        uvicorn.run(served, host=host, port=port)
     finally:
         store.close()
 
