@@ -5,14 +5,14 @@
 (Not graphql.py: run from this folder, that name would shadow the graphql-core package.)
 
 Loads the demo plant, stores root causes for its quality deviations, serves the API with
-uvicorn on a free loopback port and sends a deep query (deviations -> stored causes with
-their evidence paths -> the cause nodes, a lot's suppliers -> decisions -> outcomes: the
-issue's "deviation -> causes -> evidence -> decisions"), the same deviations' cause nodes
-through the relationship fields (no evidence) and a list query, from 1 and from 16
+uvicorn on a free loopback port and sends the issue's deep query, "deviation -> causes ->
+evidence -> decisions", for one deviation refetched by id as a detail page does (its stored
+causes with their evidence paths, the cause nodes and a lot's suppliers, decisions,
+outcomes), the same for a page of ten deviations, and a list query, from 1 and from 16
 concurrent clients (in a second process, so they do not share the server's interpreter
-lock). The same
-data fetched by calling graph/read.py directly in this process gives the API's overhead
-ratio. Then the same through `opsgraph serve --workers N` (separate processes).
+lock). The same data fetched by calling graph/read.py directly in this process gives the
+API's overhead ratio. Then the same through `opsgraph serve --workers N` (separate
+processes).
 """
 
 from __future__ import annotations
@@ -27,37 +27,50 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 from _http import Connection
 from _plants import DemoPlants
 
-from opsgraph.api.app import ApiKeys, BackgroundServer, create_app
+from opsgraph.api.app import ApiKeys, BackgroundServer, create_app, settle_heap
 from opsgraph.graph import read
 from opsgraph.graph.rca import RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.schema import rel_spec
 
-DEEP = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
+Query = tuple[str, dict[str, Any]]  # text and variables
+
+# The issue's deep query for one deviation, refetched by id as a detail page does: its stored
+# causes with their evidence paths, the cause nodes (a lot's suppliers), decisions, outcomes.
+DEEP = """query ($id: ID!) { node(id: $id) { ... on Deviation {
   deviationId severity description
   causes { rank score causeType explanation evidence { label key type direction at }
            node { id ... on MaterialLot { lotId suppliersSupplied { supplierId } } } }
-  decisionsAbout { decisionId summary outcome { result description } }
+  decisionsAbout { decisionId summary rationale decidedAt outcome { result description } }
 } } }"""
-# The same deviations' cause nodes through the relationship fields (no scores, no evidence).
-RELATED = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
+# The same for a page of ten deviations at once (~1,300 fields a response).
+DEEP10 = """{ deviations(first: 10, filter: {deviationType: "scrap"}) { nodes {
   deviationId severity description
-  causedByLot { lotId suppliersSupplied { supplierId } }
-  causedByMachine { machineId } causedByPerson { personId name }
-  causedByMaintenance { maintenanceId status } causedByChangeover { changeoverId }
-  decisionsAbout { decisionId summary outcome { result description } }
+  causes { rank score causeType explanation evidence { label key type direction at }
+           node { id ... on MaterialLot { lotId suppliersSupplied { supplierId } } } }
+  decisionsAbout { decisionId summary rationale decidedAt outcome { result description } }
 } } }"""
 LIST = "{ productionOrders(first: 50) { nodes { orderId status totalQuantity plannedStart } } }"
 
 
-def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
+def detail_deviation(store) -> str:  # noqa: ANN001 - the benchmark's own helper
+    """The deep query's deviation: the scrap deviation with the most decisions about it (a
+    detail page worth opening), found through the read services."""
+    keys = _scrap_deviations(store, 100)
+    about = read.query_neighbours(rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
+    decided = about.run(store)
+    return max(keys, key=lambda k: (len(decided.get(k, [])), k))
+
+
+def raw_deep(store, keys: list[str]) -> int:  # noqa: ANN001
     """The deep query's data through graph/read.py, as a resolver-free baseline."""
-    keys = _scrap_deviations(store)
     causes = read.query_stored_causes(keys).run(store)
     by_label: dict[str, set[str]] = {}
     for found in causes.values():
@@ -65,36 +78,20 @@ def raw_deep(store) -> int:  # noqa: ANN001 - the benchmark's own helper
             by_label.setdefault(cause["label"], set()).add(str(cause["target"]))
     for label, targets in by_label.items():
         read.nodes_by_key(store, label, sorted(targets))
-    _suppliers_and_decisions(store, sorted(by_label.get("MaterialLot", ())), keys)
-    return sum(map(len, causes.values()))
-
-
-def raw_related(store) -> int:  # noqa: ANN001
-    keys = _scrap_deviations(store)
-    count, lots = 0, []
-    for label in ("MaterialLot", "Machine", "Person", "MaintenanceEvent", "Changeover"):
-        found = read.query_neighbours(rel_spec("Deviation", "CAUSED_BY", label), keys).run(store)
-        count += sum(map(len, found.values()))
-        if label == "MaterialLot":
-            lots = [lot["lot_id"] for ls in found.values() for lot in ls]
-    _suppliers_and_decisions(store, lots, keys)
-    return count
-
-
-def _scrap_deviations(store) -> list[str]:  # noqa: ANN001
-    rows, _ = read.query_page("Deviation", 10, equals={"deviation_type": "scrap"}).run(store)
-    return [r["deviation_id"] for r in rows]
-
-
-def _suppliers_and_decisions(store, lots: list[str], deviations: list[str]) -> None:  # noqa: ANN001
-    """The part both deep queries share: the lots' suppliers, decisions and outcomes."""
+    lots = sorted(by_label.get("MaterialLot", ()))
     if lots:
         supplied = rel_spec("Supplier", "SUPPLIED", "MaterialLot")
         read.query_neighbours(supplied, lots, False).run(store)
     rel = rel_spec("Decision", "ABOUT", "Deviation")
-    decisions = read.query_neighbours(rel, deviations, False).run(store)
+    decisions = read.query_neighbours(rel, keys, False).run(store)
     ids = [d["decision_id"] for ds in decisions.values() for d in ds]
     read.query_neighbours(rel_spec("Decision", "HAS_OUTCOME", "Outcome"), ids).run(store)
+    return sum(map(len, causes.values()))
+
+
+def _scrap_deviations(store, first: int = 10) -> list[str]:  # noqa: ANN001
+    rows, _ = read.query_page("Deviation", first, equals={"deviation_type": "scrap"}).run(store)
+    return [r["deviation_id"] for r in rows]
 
 
 def raw_list(store) -> int:  # noqa: ANN001
@@ -108,10 +105,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def load(
-    url: str, key: str, query: str, clients: int, requests: int
+    url: str, key: str, query: Query, clients: int, requests: int
 ) -> tuple[list[float], float]:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    body = json.dumps({"query": query}).encode()
+    body = json.dumps({"query": query[0], "variables": query[1]}).encode()
     latencies: list[float] = []
     per_client = max(1, requests // clients)
 
@@ -130,7 +127,7 @@ async def load(
 
 
 def load_elsewhere(
-    url: str, key: str, query: str, clients: int, requests: int
+    url: str, key: str, query: Query, clients: int, requests: int
 ) -> tuple[list[float], float]:
     """The clients in a process of their own, as real clients are: in this one they would
     compete with the server for the interpreter lock. They use the lean keep-alive client
@@ -140,12 +137,9 @@ def load_elsewhere(
 
 
 def _load_sync(
-    url: str, key: str, query: str, clients: int, requests: int
+    url: str, key: str, query: Query, clients: int, requests: int
 ) -> tuple[list[float], float]:
     return asyncio.run(load(url, key, query, clients, requests))
-
-
-QUERIES = (("deep", DEEP, raw_deep), ("related", RELATED, raw_related), ("list", LIST, raw_list))
 
 
 def raw_median(raw, store, runs: int = 60) -> float:  # noqa: ANN001
@@ -160,8 +154,24 @@ def raw_median(raw, store, runs: int = 60) -> float:  # noqa: ANN001
 def measure(server: str, base: str, key: str, requests: int, store) -> None:  # noqa: ANN001
     """Each query from 1 and 16 clients; the raw services' median is taken again just
     before, so the ratio compares figures from the same minute (this machine's speed drifts
-    by 15-20 % between runs)."""
-    for name, query, raw in QUERIES:
+    by 15-50 % between runs)."""
+    deviation = detail_deviation(store)
+    ten = _scrap_deviations(store)
+
+    def raw_one(store) -> int:  # noqa: ANN001 - the detail page reads its deviation first
+        read.nodes_by_key(store, "Deviation", [deviation])
+        return raw_deep(store, [deviation])
+
+    def raw_ten(store) -> int:  # noqa: ANN001 - the page of ten reads the page first
+        return raw_deep(store, _scrap_deviations(store))
+
+    queries: list[tuple[str, Query, Callable[[Any], int]]] = [
+        ("deep", (DEEP, {"id": f"Deviation:{deviation}"}), raw_one),
+        ("deep10", (DEEP10, {}), raw_ten),
+        ("list", (LIST, {}), raw_list),
+    ]
+    assert ten, "the demo plant has no scrap deviations"
+    for name, query, raw in queries:
         raw_p50 = raw_median(raw, store)
         for clients in (1, 16):
             latencies, rate = load_elsewhere(base, key, query, clients, requests)
@@ -218,7 +228,9 @@ def main() -> int:
         key = ApiKeys(plants.home).create("reader", "benchmark")
         header = f"{'query':<7} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
         print(f"{'server':<10} {header}   raw p50 ms  ratio")
-        with BackgroundServer(create_app(store, settings)) as server:
+        app = create_app(store, settings)
+        settle_heap()  # as `opsgraph serve` does
+        with BackgroundServer(app) as server:
             measure("1 worker", server.url, key, args.requests, store)
         if args.workers > 1:
             with Workers(settings, args.workers) as url:
