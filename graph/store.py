@@ -43,6 +43,16 @@ class ConstraintViolation(StoreError):
     """A write broke a uniqueness constraint (a business key used twice)."""
 
 
+class Rows(list):
+    """A list parameter whose ``repr`` is its length. The driver (neo4j 6.1, ``Bolt5x2.run``)
+    formats ``repr`` of every query's parameters for a debug line even when debug logging is
+    off: for a writer batch of 5,000 rows that was ~10 ms, 5-8 % of an ingest's Python. The
+    driver sends a list subclass as a list."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} rows>"
+
+
 class Store:
     """A driver plus the database to use; with ``AsyncStore`` (its reads for an event loop),
     the only owner of sessions and transactions."""

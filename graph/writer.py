@@ -29,7 +29,7 @@ from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
 from opsgraph.schema.base import PROVENANCE_PROPERTIES, UtcDateTimeProperty, as_utc
 
 from . import queries
-from .store import Store
+from .store import Rows, Store
 
 DEFAULT_BATCH_SIZE = 5000
 
@@ -135,13 +135,13 @@ def _props(
 
 def _params(
     entries: list[dict[str, Any]], temporal: frozenset[str], created: bool = False
-) -> tuple[list[dict], list[str], list[str]]:
+) -> tuple[Rows, list[str], list[str]]:
     """Query rows with timestamps moved to ``times`` as ISO text, and the names of the plain
     and of the timestamp properties. Rows to be ``created`` carry their origin among their
     properties (a reference row has nothing else)."""
     names: set[str] = set()
     plain: set[str] = set()
-    rows = []
+    rows = Rows()
     for entry in entries:
         props, times = {}, {}
         given = {**entry["origin"], **entry["props"]} if created else entry["props"]
@@ -299,7 +299,7 @@ class BulkWriter:
         self, spec: NodeSpec, batch: list[dict], report: UpsertReport, started: float
     ) -> None:
         def work(tx: ManagedTransaction) -> tuple[int, int]:
-            keys = [row["key"] for row in batch]
+            keys = Rows(row["key"] for row in batch)
             names = _names(batch)
             query = queries.existing_nodes(spec.label, spec.key)
             found = tx.run(query, keys=keys, names=names, times=sorted(spec.temporal))
@@ -398,7 +398,7 @@ class BulkWriter:
             missing: list[dict] = []
             new, changed = [], []
             if checked:
-                keys = [{k: row[k] for k in ("position", "start", "end")} for row in checked]
+                keys = Rows({k: row[k] for k in ("position", "start", "end")} for row in checked)
                 query = queries.relationship_state(*shape)
                 result = tx.run(query, rows=keys, names=props, times=sorted(spec.temporal))
                 state = {r["position"]: r for r in result}

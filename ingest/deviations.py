@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsgraph.graph import queries
-from opsgraph.graph.store import Store
+from opsgraph.graph.store import Rows, Store
 from opsgraph.schema.base import as_utc
 
 from .records import NodeRow, Record, RelRow
@@ -75,7 +75,7 @@ def _read(
         return store.read(query(False), **params)
     if not keys:
         return []
-    return store.read(query(True), keys=sorted(keys), **params)
+    return store.read(query(True), keys=Rows(sorted(keys)), **params)
 
 
 def _severity(value: float, high: float, critical: float) -> str:
@@ -104,7 +104,7 @@ def orders(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iter
     if scope is not None:  # an order changes when one of its operations does
         keys = set(scope.get("ProductionOrder", ()))
         if scope.get("Operation"):
-            found = store.read(queries.ORDERS_OF_OPERATIONS, keys=sorted(scope["Operation"]))
+            found = store.read(queries.ORDERS_OF_OPERATIONS, keys=Rows(sorted(scope["Operation"])))
             keys |= {r["order"] for r in found}
     for r in _read(store, queries.order_completion, scope, keys):
         planned, finished = as_utc(r["planned_end"]), as_utc(r["finished"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from opsgraph.graph import queries
-from opsgraph.graph.store import Store
+from opsgraph.graph.store import Rows, Store
 from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
 
@@ -696,7 +696,7 @@ class IngestRunner:
             keys -= {str(props.get(spec.key)) for props, _ in buffer.nodes.get(label, [])}
             if keys:
                 query = queries.missing_keys(spec.label, spec.key)
-                found = {r["key"] for r in self.store.read(query, keys=sorted(keys))}
+                found = {r["key"] for r in self.store.read(query, keys=Rows(sorted(keys)))}
                 if found:
                     absent[label] = found
         failed: dict[int, list[str]] = {}
