@@ -5,6 +5,7 @@ letters. Parsers only map; everything that touches the store or the disk happens
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import threading
@@ -400,7 +401,7 @@ class IngestRunner:
         must not cost one transaction per file); a file's watermark is saved only once all
         of its rows are committed.
         """
-        with self._running:
+        with self._running, _fewer_collections():
             return self._run(paths, format_name, full, dead_letter_path, rules)
 
     def run_streams(
@@ -410,7 +411,11 @@ class IngestRunner:
         shared batches, dead letters as for files; then the deviation rules, only over what
         these records wrote. Raises if the store fails, so the caller can retry and nothing
         unacknowledged is lost."""
-        with self._running, self._session(dead_letter_path, track=True) as (report, batch):
+        with (
+            self._running,
+            _fewer_collections(),
+            self._session(dead_letter_path, track=True) as (report, batch),
+        ):
             current_rank: int | None = None
             sources = []
             for stream in sorted(streams, key=lambda s: s.rank):
@@ -709,6 +714,21 @@ class IngestRunner:
                             f"({start})-[:{rel_type}]->({end}): unknown {label} {spec.key}={key!r}"
                         )
         return failed
+
+
+@contextmanager
+def _fewer_collections(young: int = 50_000) -> Iterator[None]:
+    """Run with Python's collector looking at young objects every ``young`` allocations
+    instead of 700. A run keeps ~10^5 rows, records and dicts alive per batch, so the
+    default collected them over and over while they were still needed: 10-20 % of a run
+    (A/B on the scale-8 plant: 3,752-4,161 -> 4,070-5,026 records/s). Garbage cycles are
+    still collected; the threshold is restored afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(young, before[0]), 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
