@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from datetime import UTC, datetime
@@ -100,6 +101,22 @@ def test_reingest_changes_nothing(store: Store, tmp_path: Path) -> None:
     assert again.records == 10 + 2  # the source records and the two deviations the rules find
     assert all(w["created"] == 0 and w["updated"] == 0 for w in again.writes.values())
     assert _dump(store) == before
+
+
+def test_a_run_leaves_the_collector_as_it_found_it(store: Store, tmp_path: Path) -> None:
+    """Runs collect young objects less often (a batch keeps many alive); the process's own
+    setting, e.g. the API server's, comes back afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(1234, 7, 9)
+    try:
+        seen: list[tuple[int, ...]] = []
+        runner = _runner(store, tmp_path)
+        runner.on_record = lambda path, count: seen.append(gc.get_threshold())
+        runner.run([DATA / "sap"])
+        assert seen and all(during[0] >= 50_000 for during in seen)
+        assert gc.get_threshold() == (1234, 7, 9)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_watermarks_skip_unchanged_files_and_pick_up_changed_ones(
