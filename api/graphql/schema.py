@@ -619,11 +619,13 @@ class StoredCause:
     computed_at: datetime | None
     evidence: list[list[EvidenceStep]]
 
-    props: strawberry.Private[dict[str, Any]]  # the cause node's, read with the cause
+    # the cause node's properties, read with the cause (None for a label the model lacks,
+    # e.g. an edge drawn by hand in Browser)
+    props: strawberry.Private[dict[str, Any] | None]
 
     @strawberry.field(description="The cause itself, with its fields and relationships.")
-    def node(self) -> Node:
-        return _types().make(self.label, self.props)
+    def node(self) -> Node | None:
+        return _types().make(self.label, self.props) if self.props is not None else None
 
 
 def _stored_cause(cause: dict[str, Any]) -> StoredCause:
