@@ -236,8 +236,8 @@ def _log_failure(done: Future) -> None:
 
 def settle_heap() -> None:
     """Called once the app is built, before serving. A GraphQL response makes thousands of
-    short-lived objects, and Python's collector also walks the ~10^6 long-lived ones made at
-    startup (schema, driver, torch's modules) each time it looks further than the youngest
+    short-lived objects, and Python's collector also walks the ~150,000 long-lived ones made
+    at startup (schema, driver, modules) each time it looks further than the youngest
     generation: freezing those and collecting the young less often raised the deep query's
     rate at 16 concurrent requests by ~15-25 % (in process, A/B; garbage cycles are still
     collected, just in bigger, rarer steps)."""

@@ -421,12 +421,11 @@ def rca_remember(rel_type: str, label: str, key: str) -> str:
     )
 
 
-# Each of ``$keys`` deviations' stored causes (the edges ``rca_remember`` wrote) with the
-# cause's label and business key; ``$key_of`` maps each label to its key property.
 def stored_causes(causes: dict[str, tuple[str, Sequence[str], Sequence[str]]]) -> str:
-    """The causes stored for each of ``$keys`` with the cause node's properties, projected
-    per label (``causes``: label -> key, fields, timestamps), so a client asking for the
-    cause nodes costs no second round trip per label."""
+    """Each of ``$keys`` deviations' stored causes (the edges ``rca_remember`` wrote) with
+    the cause's label, business key and properties, projected per label (``causes``: label
+    -> key, fields, timestamps), so a client asking for the cause nodes costs no second
+    round trip per label."""
     keys = " ".join(
         f"WHEN x:{ident(label)} THEN x.{ident(key)}" for label, (key, _, _) in causes.items()
     )

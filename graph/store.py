@@ -46,7 +46,7 @@ class ConstraintViolation(StoreError):
 class Rows(list):
     """A list parameter whose ``repr`` is its length. The driver (neo4j 6.1, ``Bolt5x2.run``)
     formats ``repr`` of every query's parameters for a debug line even when debug logging is
-    off: for a writer batch of 5,000 rows that was ~10 ms, 5-8 % of an ingest's Python. The
+    off: for a writer batch of 5,000 rows that was ~10 ms, ~5 % of an ingest's Python. The
     driver sends a list subclass as a list."""
 
     def __repr__(self) -> str:
