@@ -401,7 +401,7 @@ class IngestRunner:
         must not cost one transaction per file); a file's watermark is saved only once all
         of its rows are committed.
         """
-        with self._running, _fewer_collections():
+        with self._running, _COLLECTOR.fewer():
             return self._run(paths, format_name, full, dead_letter_path, rules)
 
     def run_streams(
@@ -413,7 +413,7 @@ class IngestRunner:
         unacknowledged is lost."""
         with (
             self._running,
-            _fewer_collections(),
+            _COLLECTOR.fewer(),
             self._session(dead_letter_path, track=True) as (report, batch),
         ):
             current_rank: int | None = None
@@ -716,19 +716,38 @@ class IngestRunner:
         return failed
 
 
-@contextmanager
-def _fewer_collections(young: int = 50_000) -> Iterator[None]:
-    """Run with Python's collector looking at young objects every ``young`` allocations
-    instead of 700. A run keeps ~10^5 rows, records and dicts alive per batch, so the
-    default collected them over and over while they were still needed: 10-20 % of a run
-    (A/B on the scale-8 plant: 3,752-4,161 -> 4,070-5,026 records/s). Garbage cycles are
-    still collected; the threshold is restored afterwards."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(young, before[0]), 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
+class _Collector:
+    """Runs collect young objects every 50,000 allocations instead of Python's 700: a run
+    keeps ~10^5 rows, records and dicts alive per batch, and the default collected them over
+    and over while they were still needed (a third of a run's Python time; scale-8 A/B
+    3,752-4,161 -> 4,070-5,026 records/s, more at scale 25). Garbage cycles are still
+    collected. Runners in other threads (the API's webhook and MQTT ingest) may overlap: the
+    process's own thresholds come back when the last of them ends."""
+
+    YOUNG = 50_000
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs = 0
+        self.before = gc.get_threshold()
+
+    @contextmanager
+    def fewer(self) -> Iterator[None]:
+        with self.lock:
+            if self.runs == 0:
+                self.before = gc.get_threshold()
+                gc.set_threshold(max(self.YOUNG, self.before[0]), 20, 20)
+            self.runs += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.runs -= 1
+                if self.runs == 0:
+                    gc.set_threshold(*self.before)
+
+
+_COLLECTOR = _Collector()
 
 
 def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:

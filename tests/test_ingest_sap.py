@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,17 +106,42 @@ def test_reingest_changes_nothing(store: Store, tmp_path: Path) -> None:
 
 def test_a_run_leaves_the_collector_as_it_found_it(store: Store, tmp_path: Path) -> None:
     """Runs collect young objects less often (a batch keeps many alive); the process's own
-    setting, e.g. the API server's, comes back afterwards."""
+    setting, e.g. the API server's, comes back when the last of two overlapping runs ends,
+    even when the run that started first ends first."""
     before = gc.get_threshold()
     gc.set_threshold(1234, 7, 9)
+    other_started, first_done = threading.Event(), threading.Event()
+    seen: list[tuple[int, ...]] = []
+
+    def other_record(path: str, count: int) -> None:  # a webhook's run in another thread
+        if not other_started.is_set():
+            other_started.set()
+            assert first_done.wait(60)  # it outlives the first run: nothing written yet
+        seen.append(gc.get_threshold())
+
+    other = _runner(store, tmp_path / "other")
+    other.on_record = other_record
+    thread = threading.Thread(target=other.run, args=([DATA / "sap"],), kwargs={"full": True})
+
+    def first_record(path: str, count: int) -> None:
+        if not other_started.is_set():
+            thread.start()
+            assert other_started.wait(60)
+        seen.append(gc.get_threshold())
+
+    first = _runner(store, tmp_path)
+    first.on_record = first_record
     try:
-        seen: list[tuple[int, ...]] = []
-        runner = _runner(store, tmp_path)
-        runner.on_record = lambda path, count: seen.append(gc.get_threshold())
-        runner.run([DATA / "sap"])
-        assert seen and all(during[0] >= 50_000 for during in seen)
+        first.run([DATA / "sap"])
+        first_done.set()
+        thread.join(60)
+        assert other_started.is_set() and not thread.is_alive()
+        assert len(seen) > 10 and all(threshold[0] >= 50_000 for threshold in seen)
         assert gc.get_threshold() == (1234, 7, 9)
     finally:
+        first_done.set()
+        if thread.is_alive():
+            thread.join(60)
         gc.set_threshold(*before)
 
 
