@@ -20,6 +20,25 @@ def ident(name: str) -> str:
     return f"`{name}`"
 
 
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def together(reads: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Several reads (``(query, its columns)``) as one statement, so they cost one round
+    trip: each runs in a subquery of its own (``CALL () {…}``, Neo4j 5.23+ and ArcadeDB),
+    its rows collected in order as maps and returned under its number (``part``), its
+    parameters renamed ``r<i>_<name>``. Only for our own generated reads, whose columns are
+    plain names."""
+    parts = []
+    for i, (query, columns) in enumerate(reads):
+        body = _PARAMETER.sub(lambda found, i=i: f"$r{i}_{found.group(1)}", query)
+        row = ", ".join(f"{ident(column)}: {ident(column)}" for column in columns)
+        parts.append(
+            f"CALL () {{\n{body}\n}}\nWITH collect({{{row}}}) AS rows\nRETURN {i} AS part, rows"
+        )
+    return "\nUNION ALL\n".join(parts)
+
+
 # Writes are split by what the store already holds: the writer reads the batch's existing
 # nodes, creates the new ones, updates only those whose values differ and leaves the rest
 # untouched, so re-running the same input changes nothing (provenance stamps included) and

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.api.graphql import Context, build_schema
+from opsgraph.graph import read
 from opsgraph.graph.settings import Settings
-from opsgraph.graph.store import Store
+from opsgraph.graph.store import AsyncStore, Store, StoreError
 from opsgraph.graph.writer import BulkWriter
 from opsgraph.schema import rel_spec
 
@@ -532,3 +534,96 @@ def test_edges_carry_the_relationships_own_properties(api: tuple, store: Store) 
     # four root pages, then one query per relationship level: skills, persons, operations
     # consumed, the 80 operations of the 40 orders and their consumed lots
     assert len(calls) == 4 + 5, calls
+
+
+async def _machine(reads: AsyncStore, key: str) -> dict:  # type: ignore[type-arg]
+    return await read.query_nodes_by_key("Machine", [key]).run_async(reads)
+
+
+def _round_trips(reads: AsyncStore) -> list[str]:
+    """The statements ``reads`` sends from now on, one per round trip."""
+    trips: list[str] = []
+    original = reads.round_trip
+
+    async def counting(query: str, params: dict) -> tuple:  # type: ignore[type-arg]
+        trips.append(query)
+        return await original(query, params)
+
+    reads.round_trip = counting  # type: ignore[method-assign]
+    return trips
+
+
+def test_reads_in_one_turn_of_the_loop_share_a_round_trip(store: Store) -> None:
+    """The API's reads that are asked for together (sibling DataLoaders, other requests in
+    flight) go to the store as one statement once each has run alone; each still gets its
+    own rows, and a read that fails fails alone."""
+    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B", "M-C")])
+    divide = "RETURN 10 / $d AS v"
+
+    async def scenario() -> None:
+        reads = AsyncStore(store)
+        trips = _round_trips(reads)
+        machine = partial(_machine, reads)
+
+        try:
+            first = await asyncio.gather(machine("M-A"), machine("M-B"))
+            assert len(trips) == 2  # never run before: alone, to learn the columns
+            assert [set(found) for found in first] == [{"M-A"}, {"M-B"}]
+            trips.clear()
+            again = await asyncio.gather(machine("M-C"), machine("nope"))
+            assert len(trips) == 1 and "UNION ALL" in trips[0]
+            assert [set(found) for found in again] == [{"M-C"}, set()]
+            assert again[0]["M-C"]["machine_id"] == "M-C"
+            trips.clear()
+            three = await asyncio.gather(machine("M-A"), machine("M-B"), machine("M-C"))
+            assert [set(found) for found in three] == [{"M-A"}, {"M-B"}, {"M-C"}]
+            assert len(trips) == -(-3 // reads.TOGETHER)  # at most TOGETHER a statement
+
+            assert await reads.read(divide, d=2) == [{"v": 5}]
+            trips.clear()
+            results = await asyncio.gather(
+                reads.read(divide, d=0), reads.read(divide, d=5), return_exceptions=True
+            )
+            assert isinstance(results[0], StoreError) and "zero" in str(results[0])
+            assert results[1] == [{"v": 2}]
+            assert len(trips) == 3  # together, then each alone to tell which one failed
+            trips.clear()
+            assert await asyncio.gather(machine("M-B"), machine("M-C")) == [
+                await machine("M-B"),
+                await machine("M-C"),
+            ]
+            assert sum("UNION ALL" in t for t in trips) == 1  # still combining after that
+        finally:
+            await reads.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_that_refuses_combined_reads_gets_them_one_by_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store whose Cypher lacks what the combined statement uses (an older Neo4j without
+    ``CALL () {…}``) answers every read alone, and is not asked again."""
+    from opsgraph.graph import queries
+
+    monkeypatch.setattr(queries, "together", lambda reads: "THIS IS NOT CYPHER")
+    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B")])
+
+    async def scenario() -> None:
+        reads = AsyncStore(store)
+        trips = _round_trips(reads)
+        machine = partial(_machine, reads)
+
+        try:
+            await asyncio.gather(machine("M-A"), machine("M-B"))  # alone: columns learnt
+            trips.clear()
+            found = await asyncio.gather(machine("M-B"), machine("M-A"))
+            assert [set(f) for f in found] == [{"M-B"}, {"M-A"}]
+            assert trips.count("THIS IS NOT CYPHER") == 1 and len(trips) == 3
+            trips.clear()
+            await asyncio.gather(machine("M-A"), machine("M-B"))
+            assert len(trips) == 2 and "THIS IS NOT CYPHER" not in trips
+        finally:
+            await reads.close()
+
+    asyncio.run(scenario())
