@@ -557,7 +557,8 @@ def test_reads_in_one_turn_of_the_loop_share_a_round_trip(store: Store) -> None:
     """The API's reads that are asked for together (sibling DataLoaders, other requests in
     flight) go to the store as one statement once each has run alone; each still gets its
     own rows, and a read that fails fails alone."""
-    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B", "M-C")])
+    keys = ("M-C", "M-B", "M-A", *(f"M-{n:02d}" for n in range(20, 0, -1)))  # not in key order
+    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in keys])
     divide = "RETURN 10 / $d AS v"
 
     async def scenario() -> None:
@@ -574,6 +575,12 @@ def test_reads_in_one_turn_of_the_loop_share_a_round_trip(store: Store) -> None:
             assert len(trips) == 1 and "UNION ALL" in trips[0]
             assert [set(found) for found in again] == [{"M-C"}, set()]
             assert again[0]["M-C"]["machine_id"] == "M-C"
+            page = read.query_page("Machine", 30)  # ordered by key: the order must survive
+            alone = await page.run_async(reads)
+            trips.clear()
+            together = await asyncio.gather(page.run_async(reads), machine("M-B"))
+            assert len(trips) == 1 and together[0] == alone
+            assert [m["machine_id"] for m in alone[0]] == sorted(keys)
             trips.clear()
             three = await asyncio.gather(machine("M-A"), machine("M-B"), machine("M-C"))
             assert [set(found) for found in three] == [{"M-A"}, {"M-B"}, {"M-C"}]
