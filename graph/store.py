@@ -203,8 +203,12 @@ class AsyncStore:
         task.add_done_callback(self._sending.discard)
 
     async def _answer(self, waiting: list[tuple[str, dict[str, Any], asyncio.Future]]) -> None:
-        known = [w for w in waiting if self._combine and w[0] in self._columns]
-        jobs = [self._alone(*w) for w in waiting if not (self._combine and w[0] in self._columns)]
+        known, jobs = [], []
+        for read in waiting:
+            if self._combine and read[0] in self._columns:
+                known.append(read)
+            else:
+                jobs.append(self._alone(*read))
         for start in range(0, len(known), self.TOGETHER):
             group = known[start : start + self.TOGETHER]
             jobs.append(self._together(group) if len(group) > 1 else self._alone(*group[0]))
