@@ -64,21 +64,24 @@ def detail_deviation(store) -> str:  # noqa: ANN001 - the benchmark's own helper
     """The deep query's deviation: the scrap deviation with the most decisions about it (a
     detail page worth opening), found through the read services."""
     keys = _scrap_deviations(store, 100)
+    assert keys, "the demo plant has no scrap deviations"
     about = read.query_neighbours(rel_spec("Decision", "ABOUT", "Deviation"), keys, False)
     decided = about.run(store)
     return max(keys, key=lambda k: (len(decided.get(k, [])), k))
 
 
 def raw_deep(store, keys: list[str]) -> int:  # noqa: ANN001
-    """The deep query's data through graph/read.py, as a resolver-free baseline."""
+    """The deep query's data through graph/read.py, as a resolver-free baseline (the
+    stored causes come with their nodes' properties, as the API reads them)."""
     causes = read.query_stored_causes(keys).run(store)
-    by_label: dict[str, set[str]] = {}
-    for found in causes.values():
-        for cause in found:
-            by_label.setdefault(cause["label"], set()).add(str(cause["target"]))
-    for label, targets in by_label.items():
-        read.nodes_by_key(store, label, sorted(targets))
-    lots = sorted(by_label.get("MaterialLot", ()))
+    lots = sorted(
+        {
+            str(c["target"])
+            for found in causes.values()
+            for c in found
+            if c["label"] == "MaterialLot"
+        }
+    )
     if lots:
         supplied = rel_spec("Supplier", "SUPPLIED", "MaterialLot")
         read.query_neighbours(supplied, lots, False).run(store)
@@ -156,7 +159,6 @@ def measure(server: str, base: str, key: str, requests: int, store) -> None:  # 
     before, so the ratio compares figures from the same minute (this machine's speed drifts
     by 15-50 % between runs)."""
     deviation = detail_deviation(store)
-    ten = _scrap_deviations(store)
 
     def raw_one(store) -> int:  # noqa: ANN001 - the detail page reads its deviation first
         read.nodes_by_key(store, "Deviation", [deviation])
@@ -170,7 +172,6 @@ def measure(server: str, base: str, key: str, requests: int, store) -> None:  # 
         ("deep10", (DEEP10, {}), raw_ten),
         ("list", (LIST, {}), raw_list),
     ]
-    assert ten, "the demo plant has no scrap deviations"
     for name, query, raw in queries:
         raw_p50 = raw_median(raw, store)
         for clients in (1, 16):
