@@ -78,7 +78,9 @@ def _post(client: TestClient, token: str | None, query: str, variables: dict | N
 
 @contextmanager
 def _counting(client: TestClient) -> Iterator[list[str]]:
-    """The queries the app sends to the store while the block runs (its async reads)."""
+    """The reads the app asks of the store while the block runs (its async reads, one per
+    DataLoader batch; reads asked in the same turn of the loop may share a round trip, which
+    ``_round_trips`` counts)."""
     reads = client.app.state.reads
     original = reads.read
     calls: list[str] = []
