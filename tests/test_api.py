@@ -555,7 +555,7 @@ def _round_trips(reads: AsyncStore) -> list[str]:
     return trips
 
 
-def test_reads_in_one_turn_of_the_loop_share_a_round_trip(store: Store) -> None:
+def test_reads_asked_together_share_a_round_trip(store: Store) -> None:
     """The API's reads that are asked for together (sibling DataLoaders, other requests in
     flight) go to the store as one statement once each has run alone; each still gets its
     own rows, and a read that fails fails alone."""
@@ -587,6 +587,14 @@ def test_reads_in_one_turn_of_the_loop_share_a_round_trip(store: Store) -> None:
             three = await asyncio.gather(machine("M-A"), machine("M-B"), machine("M-C"))
             assert [set(found) for found in three] == [{"M-A"}, {"M-B"}, {"M-C"}]
             assert len(trips) == -(-3 // reads.TOGETHER)  # at most TOGETHER a statement
+
+            async def a_turn_later() -> dict:  # type: ignore[type-arg]
+                await asyncio.sleep(0)  # as a loader fed by the same answer asks
+                return await machine("M-B")
+
+            trips.clear()
+            apart = await asyncio.gather(machine("M-A"), a_turn_later())
+            assert [set(found) for found in apart] == [{"M-A"}, {"M-B"}] and len(trips) == 1
 
             assert await reads.read(divide, d=2) == [{"v": 5}]
             trips.clear()
