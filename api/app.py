@@ -51,19 +51,29 @@ class ApiKeys:
 
     def __init__(self, home: Path) -> None:
         self.path = home / "api-keys.json"
+        self._read: tuple[tuple[int, int, int] | None, dict[str, dict[str, str]]] = (None, {})
 
     def _load(self) -> dict[str, dict[str, str]]:
+        """The keys as last written, read again only when the file changed: every request
+        asks, and a key made meanwhile by `opsgraph apikey create` must work at once."""
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            stat = self.path.stat()
+        except OSError:
             return {}
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._read[0] != version:
+            try:
+                self._read = (version, json.loads(self.path.read_text()))
+            except (OSError, ValueError):
+                return {}
+        return self._read[1]
 
     def create(self, role: str, name: str) -> str:
         """A new key; only its hash is stored, so it is shown once."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         key = f"og_{secrets.token_urlsafe(32)}"
-        keys = self._load()
+        keys = dict(self._load())
         keys[_digest(key)] = {"role": role, "name": name, "created": datetime.now(UTC).isoformat()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
