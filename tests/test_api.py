@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from graphql import GraphQLError, GraphQLFloat
 
 from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.api.graphql import Context, build_schema
@@ -141,6 +142,28 @@ def test_a_deep_query_follows_the_graph(api: tuple) -> None:
         {"machineId": "M-0", "alarms": [{"code": "SPINDLE_VIB"}]}
     ]
     assert first["deviationsAbout"] == [{"deviationId": "DEV-1", "severity": "high"}]
+
+
+def test_a_stored_value_of_the_wrong_type_is_a_field_error(api: tuple, store: Store) -> None:
+    """Scalars take a short path through the executor (api/graphql/execution.py); a value
+    the schema cannot represent still gets graphql-core's own error at its own path, null
+    in its place, and the rest of the answer (another writer may have stored anything)."""
+    client, tokens = api
+    store.write(
+        "MATCH (o:ProductionOrder {order_id: $order}) SET o.total_quantity = $bad",
+        order="1000100",
+        bad="lots",
+    )
+    query = "{ productionOrders(first: 2) { nodes { orderId totalQuantity } } }"
+    body = _post(client, tokens["reader"], query).json()
+    with pytest.raises(GraphQLError) as expected:
+        GraphQLFloat.coerce_output_value("lots")
+    assert [(e["message"], e["path"]) for e in body["errors"]] == [
+        (expected.value.message, ["productionOrders", "nodes", 0, "totalQuantity"])
+    ]
+    nodes = body["data"]["productionOrders"]["nodes"]
+    assert nodes[0] == {"orderId": "1000100", "totalQuantity": None}
+    assert nodes[1]["orderId"] == "1000101" and isinstance(nodes[1]["totalQuantity"], float)
 
 
 def test_pagination_is_stable_and_complete(api: tuple) -> None:

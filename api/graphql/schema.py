@@ -44,6 +44,7 @@ from opsgraph.schema.base import (
 )
 
 from .cost import QueryCost
+from .execution import PlainScalars
 
 MAX_PAGE = 100
 MAX_DEPTH = 8
@@ -550,6 +551,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         subscription=subscription,
         types=list(types.types.values()),
         extensions=extensions,
+        execution_context_class=PlainScalars,
     )
 
 

@@ -1,0 +1,96 @@
+"""Executing a query: strawberry's executor with a short path for plain scalar fields.
+
+A deep query's answer is mostly scalars read straight off an object (a deviation's
+``severity``, each evidence step's ``label``…): ~190 of the ~200 fields of the benchmark's
+deviation query. graphql-core gives every one of them the full treatment — a resolve-info
+object, an argument check, a resolver call through strawberry's wrapper, the completion
+dispatch — ~40 % of its execution CPU. For a field that is a plain attribute (strawberry's
+"basic" field: no resolver, no arguments, no field extensions) of a scalar or enum type,
+the answer is the attribute coerced for output; that is computed here directly. Anything
+else, and any value that is null where it may not be or cannot be coerced, goes through
+graphql-core's own path, which reports the error exactly as it would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from graphql import (
+    GraphQLLeafType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    get_nullable_type,
+    is_leaf_type,
+    is_non_null_type,
+)
+from graphql.pyutils import Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# per object type: field name -> (attribute, scalar type, whether null is allowed)
+Plain = dict[GraphQLObjectType, dict[str, tuple[str, GraphQLLeafType, bool]]]
+_PLAIN: WeakKeyDictionary[GraphQLSchema, Plain] = WeakKeyDictionary()
+_MISSING = object()
+
+
+def plain_fields(schema: GraphQLSchema) -> Plain:
+    """The schema's fields that are attributes of scalar type, found once per schema."""
+    found = _PLAIN.get(schema)
+    if found is None:
+        found = _PLAIN[schema] = {}
+        for type_ in schema.type_map.values():
+            if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+                continue
+            for name, field in type_.fields.items():
+                definition = (field.extensions or {}).get("strawberry-definition")
+                scalar = get_nullable_type(field.type)
+                if (
+                    definition is None
+                    or not definition.is_basic_field
+                    or field.args
+                    or not is_leaf_type(scalar)
+                ):
+                    continue
+                plain = (definition.python_name, scalar, not is_non_null_type(field.type))
+                found.setdefault(type_, {})[name] = plain
+    return found
+
+
+class PlainScalars(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's executor; plain scalar fields take the short path (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        middleware = self.middleware_manager
+        # a field middleware (an extension's ``resolve``) must see every field
+        self.plain = (
+            {} if middleware is not None and middleware.middlewares else plain_fields(self.schema)
+        )
+
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        fields = self.plain.get(parent_type)
+        if fields is not None:
+            plain = fields.get(field_details_list[0].node.name.value)
+            if plain is not None:
+                attribute, scalar, nullable = plain
+                value = getattr(source, attribute, _MISSING)  # strawberry's default resolver
+                if value is None:
+                    if nullable:
+                        return None
+                elif value is not _MISSING:
+                    try:
+                        coerced = scalar.coerce_output_value(value)
+                    except Exception:  # noqa: BLE001 - graphql-core's path reports it
+                        coerced = None
+                    if coerced is not None and coerced is not Undefined:
+                        return coerced
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
