@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,25 @@ def test_a_stored_value_of_the_wrong_type_is_a_field_error(api: tuple, store: St
     nodes = body["data"]["productionOrders"]["nodes"]
     assert nodes[0] == {"orderId": "1000100", "totalQuantity": None}
     assert nodes[1]["orderId"] == "1000101" and isinstance(nodes[1]["totalQuantity"], float)
+
+
+def test_a_request_leaves_no_reference_cycles_of_its_own(api: tuple) -> None:
+    """The executor and the DataLoaders go with the request, freed as soon as it ends:
+    left in reference cycles they waited for Python's cycle collector, whose pauses grew
+    with the requests in flight (70 ms at 16 concurrent deep queries)."""
+    client, tokens = api
+    _post(client, tokens["reader"], DEEP, {"first": 5})  # warm: schema caches filled
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        body = _post(client, tokens["reader"], DEEP, {"first": 5}).json()
+        gc.collect()
+        left = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert len(body["data"]["productionOrders"]["nodes"]) == 5
+    assert not left & {"LeanExecutor", "GraphQLResolveInfoHelpers", "Context", "DataLoader"}
 
 
 def test_pagination_is_stable_and_complete(api: tuple) -> None:

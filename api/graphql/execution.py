@@ -1,22 +1,27 @@
-"""Executing a query: strawberry's executor with a short path for plain scalar fields.
+"""Executing a query: strawberry's executor with a short path for plain scalar fields, and
+without the reference cycle that kept each request's objects alive after it ended.
 
 A deep query's answer is mostly scalars read straight off an object (a deviation's
 ``severity``, each evidence step's ``label``…): ~190 of the ~200 fields of the benchmark's
 deviation query. graphql-core gives every one of them the full treatment — a resolve-info
 object, an argument check, a resolver call through strawberry's wrapper, the completion
-dispatch — ~40 % of its execution CPU. For a field that is a plain attribute (strawberry's
+dispatch. For a field that is a plain attribute (strawberry's
 "basic" field: no resolver, no arguments, no field extensions) of a scalar or enum type,
 the answer is the attribute coerced for output; that is computed here directly. Anything
 else, and any value that is null where it may not be or cannot be coerced, goes through
-graphql-core's own path, which reports the error exactly as it would have.
+graphql-core's own path, which reports the error exactly as it would have. In-process A/B,
+three rounds, CPU per deep query: 3.8-5.3 ms with graphql-core's path for every field,
+3.5-4.4 ms with the short path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    ExecutionResult,
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLSchema,
@@ -24,6 +29,7 @@ from graphql import (
     is_leaf_type,
     is_non_null_type,
 )
+from graphql.language import OperationType
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -56,8 +62,9 @@ def plain_fields(schema: GraphQLSchema) -> Plain:
     return found
 
 
-class PlainScalars(StrawberryGraphQLCoreExecutionContext):
-    """strawberry's executor; plain scalar fields take the short path (see the module)."""
+class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's executor; plain scalar fields take the short path, and the executor
+    lets go of its helpers when the answer is complete (see the module)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,6 +73,32 @@ class PlainScalars(StrawberryGraphQLCoreExecutionContext):
         self.plain = (
             {} if middleware is not None and middleware.middlewares else plain_fields(self.schema)
         )
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """As graphql-core's, then the executor lets go of its helpers once the answer is
+        complete (see ``_release``)."""
+        result = super().execute_operation(serially)
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            return result  # its per-event executors share the helpers
+        if self.is_awaitable(result):
+            return self._released_after(result)
+        self._release(result)
+        return result
+
+    async def _released_after(self, result: Awaitable[Any]) -> Any:
+        answer = await result
+        self._release(answer)
+        return answer
+
+    def _release(self, answer: Any) -> None:
+        """graphql-core's executor keeps its helpers for resolvers, which hold its own bound
+        methods: a reference cycle, so each request's executor, with everything it refers
+        to (the field plans, the errors, the variables), outlived the request until Python's
+        cycle collector came for it. With 16 requests in flight the collector then walked
+        ~40,000 objects at a time, 70 ms pauses that made the p95. Dropping the executor's
+        reference breaks the cycle; the resolve infos that still hold the helpers are done."""
+        if isinstance(answer, ExecutionResult):  # not an incremental (@defer) answer
+            del self.async_helpers
 
     def execute_field(
         self,

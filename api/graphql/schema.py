@@ -44,7 +44,7 @@ from opsgraph.schema.base import (
 )
 
 from .cost import QueryCost
-from .execution import PlainScalars
+from .execution import LeanExecutor
 
 MAX_PAGE = 100
 MAX_DEPTH = 8
@@ -75,15 +75,19 @@ class Context(BaseContext):
         self.loaders: dict[Any, DataLoader] = {}
 
     async def fetch(self, query: read.Read[T]) -> T:
-        """Run a read on the server's event loop (its ``AsyncStore``), else on a thread."""
-        if self.reads is not None:
-            return await query.run_async(self.reads)
-        return await asyncio.to_thread(query.run, self.store)
+        return await _fetch(query, self.reads, self.store)
 
     def loader(self, key: Any, batch: Callable[[list[str]], Awaitable[list[Any]]]) -> DataLoader:
         if key not in self.loaders:
             self.loaders[key] = DataLoader(load_fn=batch)
         return self.loaders[key]
+
+
+async def _fetch(query: read.Read[T], reads: AsyncStore | None, store: Store) -> T:
+    """Run a read on the server's event loop (its ``AsyncStore``), else on a thread."""
+    if reads is not None:
+        return await query.run_async(reads)
+    return await asyncio.to_thread(query.run, store)
 
 
 @strawberry.interface
@@ -157,9 +161,12 @@ def _related_field(
     async def resolve(root: Any, info: Info, first: int = first_default) -> list[Any]:
         _check_first(first, MAX_NEIGHBOURS)
         context: Context = info.context
+        reads, store = context.reads, context.store
 
         async def batch(keys: list[str]) -> list[list[Any]]:
-            found = await context.fetch(query(keys))
+            # not through the context, which keeps the loader: no reference cycle, so the
+            # request's objects go when it ends instead of waiting for the cycle collector
+            found = await _fetch(query(keys), reads, store)
             return [found.get(k, []) for k in keys]
 
         rows = await context.loader(loader_key, batch).load(str(getattr(root, key)))
@@ -551,7 +558,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         subscription=subscription,
         types=list(types.types.values()),
         extensions=extensions,
-        execution_context_class=PlainScalars,
+        execution_context_class=LeanExecutor,
     )
 
 
