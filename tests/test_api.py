@@ -243,6 +243,10 @@ def test_hostile_and_malformed_queries_get_clear_errors(api: tuple) -> None:
     body = _post(client, tokens["reader"], '{ node(id: "Robot:1") { id } }').json()
     assert body["errors"][0]["message"] == "unknown id 'Robot:1': expected 'Label:key'"
     assert "Traceback" not in str(body)
+    for _ in range(2):  # validation is remembered per text: errors and all
+        body = _post(client, tokens["reader"], "{ machines(first: 1) { nodes { wheels } } }")
+        message = body.json()["errors"][0]["message"]
+        assert "Cannot query field 'wheels' on type 'Machine'" in message
 
 
 def test_wide_queries_are_refused_by_their_estimated_size(api: tuple) -> None:
@@ -253,9 +257,12 @@ def test_wide_queries_are_refused_by_their_estimated_size(api: tuple) -> None:
     message = body["errors"][0]["message"]
     assert message.startswith("query too costly: up to 1,001,100,200 objects (limit 200,000)")
     assert body.get("data") is None
-    # the same shape with small pages from the variable is fine (30,700 at most)
+    # the same shape with small pages from the variable is fine (30,700 at most), and a
+    # text found fine once is costed again when its pages come from variables
     body = _post(client, tokens["reader"], wide, {"n": 5}).json()
     assert "errors" not in body, body
+    body = _post(client, tokens["reader"], wide, {"n": 1000}).json()
+    assert body["errors"][0]["message"].startswith("query too costly: up to 1,001,100,200")
     # fragments count where they are spread
     spread = """{ productionOrders(first: 100) { nodes { ...deep } } }
         fragment deep on ProductionOrder {

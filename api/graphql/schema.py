@@ -22,7 +22,6 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
@@ -44,7 +43,7 @@ from opsgraph.schema.base import (
 )
 
 from .cost import QueryCost
-from .execution import LeanExecutor
+from .execution import LeanExecutor, Recent, ValidatedTexts
 
 MAX_PAGE = 100
 MAX_DEPTH = 8
@@ -534,9 +533,10 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     mutation = _mutations()
     subscription = _subscriptions(types)
     # The limit rules are made once, not per request: the validation cache is keyed by the
-    # document and the rule classes, so fresh rule classes per request would never hit it.
-    # Parsing and validating a deep query cost more CPU than resolving it; clients send the
-    # same few query texts, so both are cached (bounded LRU; results are never cached).
+    # query text and the rule classes, so fresh rule classes per request would never hit it.
+    # Parsing, validating and costing a deep query cost more CPU than resolving it; clients
+    # send the same few query texts, so all three are remembered per text (bounded LRU;
+    # results are never cached).
     rules = [
         QueryDepthLimiter(max_depth=MAX_DEPTH),
         MaxAliasesLimiter(max_alias_count=30),
@@ -545,11 +545,13 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         rules.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    validated: Recent[list[Any]] = Recent()
+    within: Recent[bool] = Recent()
     extensions: list[Any] = [
         *(lambda rule=rule: rule for rule in rules),
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        lambda: QueryCost(MAX_COST),  # after validation: it needs a valid document
+        lambda: ValidatedTexts(validated),
+        lambda: QueryCost(MAX_COST, within),  # after validation: it needs a valid document
         lambda: MaskErrors(should_mask_error=_internal),
     ]
     return strawberry.Schema(
