@@ -124,7 +124,9 @@ class Store:
                         database=self.database, default_access_mode=READ_ACCESS
                     ) as session,
                 ):
-                    return [dict(r) for r in session.run(query, params)]
+                    result = session.run(query, params)
+                    keys = result.keys()  # a record is a tuple: zipped, not looked up by key
+                    return [dict(zip(keys, r, strict=True)) for r in result]
             except StoreUnavailable:
                 if attempt == 2:
                     raise
@@ -189,8 +191,11 @@ class AsyncStore:
         the driver ~0.3 ms of CPU, ~40 % of a deep query's. Two turns, not one: loaders fed
         by the same answer (a deviation's causes' suppliers and its decisions' outcomes)
         ask a turn apart, and waiting that turn saves the deep query one round trip of four.
-        A read goes alone the first time (its columns are learnt then) and whenever the
-        store cannot take the combined statement (then it is not tried again)."""
+        A read in a statement of its own is sent in the same form, its rows collected into
+        one record: the async driver spends ~25 µs of CPU on each record it receives, so a
+        page of 50 rows took 2.0-2.6 ms of CPU as 50 records and 0.9-1.2 ms as one.
+        A read goes as written the first time (its columns are learnt then) and whenever
+        the store cannot take the combined statement (then it is not tried again)."""
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
         self._waiting.append((query, params, answer))
@@ -212,8 +217,7 @@ class AsyncStore:
             else:
                 jobs.append(self._alone(*read))
         for start in range(0, len(known), self.TOGETHER):
-            group = known[start : start + self.TOGETHER]
-            jobs.append(self._together(group) if len(group) > 1 else self._alone(*group[0]))
+            jobs.append(self._together(known[start : start + self.TOGETHER]))
         await asyncio.gather(*jobs)
 
     async def _alone(self, query: str, params: dict[str, Any], answer: asyncio.Future) -> None:
@@ -262,7 +266,8 @@ class AsyncStore:
                         database=self.database, default_access_mode=READ_ACCESS
                     ) as session:
                         result = await session.run(query, params)
-                        return [dict(r) async for r in result], result.keys()
+                        keys = result.keys()
+                        return [dict(zip(keys, r, strict=True)) async for r in result], keys
             except StoreUnavailable:
                 if attempt == 2:
                     raise

@@ -644,6 +644,9 @@ def test_reads_asked_together_share_a_round_trip(store: Store) -> None:
             together = await asyncio.gather(page.run_async(reads), machine("M-B"))
             assert len(trips) == 1 and together[0] == alone
             assert [m["machine_id"] for m in alone[0]] == sorted(keys)
+            trips.clear()  # alone again: its rows come collected in one record, same order
+            assert await page.run_async(reads) == alone
+            assert len(trips) == 1 and "collect(" in trips[0]
             trips.clear()
             three = await asyncio.gather(machine("M-A"), machine("M-B"), machine("M-C"))
             assert [set(found) for found in three] == [{"M-A"}, {"M-B"}, {"M-C"}]
