@@ -156,9 +156,10 @@ def raw_times(raw, store, runs: int) -> list[float]:  # noqa: ANN001
 def measure(server: str, base: str, key: str, per_client: int, store) -> None:  # noqa: ANN001
     """Each query from 1 and 16 clients. From one client, API requests and raw service calls
     alternate in rounds, so the ratio compares figures from the same minutes (this
-    machine's speed drifts by 15-50 % between runs). 16 clients first run a warm-up (not
-    counted), then ``per_client`` requests each: p95 from a few hundred requests in under a
-    second said more about one collector pause than about the server."""
+    machine's speed drifts by 15-50 % between runs). Each query is first sent for a while
+    uncounted (the store plans and compiles it), then from 16 clients ``per_client``
+    requests each: p95 from a few hundred requests in under a second said more about one
+    collector pause than about the server."""
     deviation = detail_deviation(store)
 
     def raw_one(store) -> int:  # noqa: ANN001 - the detail page reads its deviation first
@@ -174,13 +175,14 @@ def measure(server: str, base: str, key: str, per_client: int, store) -> None:  
         ("list", (LIST, {}), raw_list),
     ]
     for name, query, raw in queries:
+        load_elsewhere(base, key, query, 16, 16 * 20)  # warm-up: store plans, JIT, caches
+        raw_times(raw, store, 20)
         latencies, direct = [], []
         for _ in range(4):
-            direct += raw_times(raw, store, max(10, per_client // 4))
-            latencies += load_elsewhere(base, key, query, 1, max(10, per_client // 4))[0]
+            direct += raw_times(raw, store, max(10, per_client // 2))
+            latencies += load_elsewhere(base, key, query, 1, max(10, per_client // 2))[0]
         raw_p50 = statistics.median(direct)
         _row(server, name, 1, latencies, 1000 / statistics.mean(latencies), raw_p50)
-        load_elsewhere(base, key, query, 16, 16 * 20)  # warm-up
         latencies, rate = load_elsewhere(base, key, query, 16, 16 * per_client)
         _row(server, name, 16, latencies, rate, raw_p50)
 
