@@ -243,6 +243,11 @@ def test_hostile_and_malformed_queries_get_clear_errors(api: tuple) -> None:
     body = _post(client, tokens["reader"], '{ node(id: "Robot:1") { id } }').json()
     assert body["errors"][0]["message"] == "unknown id 'Robot:1': expected 'Label:key'"
     assert "Traceback" not in str(body)
+    headers = {"Authorization": f"Bearer {tokens['reader']}", "Content-Type": "application/json"}
+    for body_text in (b'{"query": "{ machines', b"\xff\xfe", b"[1, 2"):
+        response = client.post("/graphql", content=body_text, headers=headers)
+        assert response.status_code == 400, response.text
+        assert "Unable to parse request body as JSON" in response.text
     for _ in range(2):  # validation is remembered per text: errors and all
         body = _post(client, tokens["reader"], "{ machines(first: 1) { nodes { wheels } } }")
         message = body.json()["errors"][0]["message"]

@@ -105,8 +105,10 @@ def test_a_posted_event_reaches_websocket_subscribers_as_a_new_deviation(
             )
             assert posted.status_code == 200, posted.text
             assert posted.json()["commit_new_deviations"] == ["DEV-QC-QC-LIVE-1"]
-            # pushed at commit, not after the 30 s polling interval
-            message = json.loads(ws.recv(timeout=5))
+            # pushed at commit, not after the 30 s polling interval, as a text frame
+            pushed = ws.recv(timeout=5)
+            assert isinstance(pushed, str)
+            message = json.loads(pushed)
     assert message["type"] == "next", message
     assert message["payload"]["data"]["newDeviations"] == {
         "deviationId": "DEV-QC-QC-LIVE-1",
