@@ -233,13 +233,13 @@ class AsyncStore:
             answer.set_result(rows)
 
     async def _together(self, waiting: list[tuple[str, dict[str, Any], asyncio.Future]]) -> None:
-        statement = queries.together([(query, self._columns[query]) for query, _, _ in waiting])
-        params = {
-            f"r{i}_{name}": value
-            for i, (_, given, _) in enumerate(waiting)
-            for name, value in given.items()
-        }
-        try:
+        try:  # whatever fails, every read still gets an answer or its error
+            statement = queries.together(tuple((q, self._columns[q]) for q, _, _ in waiting))
+            params = {
+                f"r{i}_{name}": value
+                for i, (_, given, _) in enumerate(waiting)
+                for name, value in given.items()
+            }
             rows, _ = await self.round_trip(statement, params)
         except Exception as error:  # each alone again, so each gets its own answer or error
             await asyncio.gather(*(self._alone(*w) for w in waiting))
@@ -266,7 +266,7 @@ class AsyncStore:
                         database=self.database, default_access_mode=READ_ACCESS
                     ) as session:
                         result = await session.run(query, params)
-                        keys = result.keys()
+                        keys = tuple(result.keys())
                         return [dict(zip(keys, r, strict=True)) async for r in result], keys
             except StoreUnavailable:
                 if attempt == 2:

@@ -685,6 +685,31 @@ def test_reads_asked_together_share_a_round_trip(store: Store) -> None:
     asyncio.run(scenario())
 
 
+def test_reads_are_answered_even_when_combining_them_fails(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault while building the combined statement must not leave requests waiting for
+    ever: each read is then sent alone."""
+    from opsgraph.graph import queries
+
+    def broken(reads: tuple) -> str:  # type: ignore[type-arg]
+        raise RuntimeError("a bug while combining")
+
+    monkeypatch.setattr(queries, "together", broken)
+    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B")])
+
+    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+        reads = AsyncStore(store)
+        machine = partial(_machine, reads)
+        try:
+            await asyncio.gather(machine("M-A"), machine("M-B"))  # alone: columns learnt
+            return await asyncio.wait_for(asyncio.gather(machine("M-B"), machine("M-A")), 30)
+        finally:
+            await reads.close()
+
+    assert [set(found) for found in asyncio.run(scenario())] == [{"M-B"}, {"M-A"}]
+
+
 def test_a_store_that_refuses_combined_reads_gets_them_one_by_one(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
