@@ -156,10 +156,12 @@ def raw_times(raw, store, runs: int) -> list[float]:  # noqa: ANN001
 def measure(server: str, base: str, key: str, per_client: int, store) -> None:  # noqa: ANN001
     """Each query from 1 and 16 clients. From one client, API requests and raw service calls
     alternate in rounds, so the ratio compares figures from the same minutes (this
-    machine's speed drifts by 15-50 % between runs). Each query is first sent for a while
-    uncounted (the store plans and compiles it), then from 16 clients ``per_client``
-    requests each: p95 from a few hundred requests in under a second said more about one
-    collector pause than about the server."""
+    machine's speed drifts by 15-50 % between runs). Every query is first sent as often as
+    it is measured, uncounted: the store's JVM compiles the API's statements over its first
+    few thousand requests (one-client p50 of the deep query on a just-started store, blocks
+    of 300: 12.2, 9.0, 9.2, 8.1, 7.0 … 6.1 ms). From 16 clients, ``per_client`` requests
+    each: p95 from a few hundred requests in under a second said more about one collector
+    pause than about the server."""
     deviation = detail_deviation(store)
 
     def raw_one(store) -> int:  # noqa: ANN001 - the detail page reads its deviation first
@@ -174,9 +176,10 @@ def measure(server: str, base: str, key: str, per_client: int, store) -> None:  
         ("deep10", (DEEP10, {}), raw_ten),
         ("list", (LIST, {}), raw_list),
     ]
+    for _, query, raw in queries:  # warm-up, see above
+        load_elsewhere(base, key, query, 16, 16 * per_client)
+        raw_times(raw, store, per_client)
     for name, query, raw in queries:
-        load_elsewhere(base, key, query, 16, 16 * 20)  # warm-up: store plans, JIT, caches
-        raw_times(raw, store, 20)
         latencies, direct = [], []
         for _ in range(4):
             direct += raw_times(raw, store, max(10, per_client // 2))
