@@ -24,13 +24,17 @@ def ident(name: str) -> str:
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-@lru_cache(maxsize=1024)
 def together(reads: Sequence[tuple[str, Sequence[str]]]) -> str:
     """Several reads (``(query, its columns)``) as one statement, so they cost one round
     trip: each runs in a subquery of its own (``CALL () {…}``, Neo4j 5.23+ and ArcadeDB),
     its rows collected in order as maps and returned under its number (``part``), its
     parameters renamed ``r<i>_<name>``. Only for our own generated reads, whose columns are
-    plain names. The last 1,024 combinations are remembered (``reads`` as tuples)."""
+    plain names. The last 1,024 combinations are remembered: the API combines per request."""
+    return _together(tuple((query, tuple(columns)) for query, columns in reads))
+
+
+@lru_cache(maxsize=1024)
+def _together(reads: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     parts = []
     for i, (query, columns) in enumerate(reads):
         body = _PARAMETER.sub(lambda found, i=i: f"$r{i}_{found.group(1)}", query)
@@ -587,12 +591,16 @@ RETURN node.note_id AS note, score
 # -- reading the graph for the API (graph/read.py) ------------------------------------------
 
 
-@cache
 def projection(var: str, fields: Sequence[str], times: Sequence[str]) -> str:
     """A node's properties as a map, timestamps as ISO text: the driver hydrates temporal
     values in pure Python, which cost more than the whole query on pages of events, while
     Python parses ISO text in C. Listing the fields also leaves out hidden ones (embeddings).
-    Remembered (fields and times as tuples): the API builds its reads' texts per request."""
+    Remembered: the API builds its reads' texts per request."""
+    return _projection(var, tuple(fields), tuple(times))
+
+
+@cache
+def _projection(var: str, fields: tuple[str, ...], times: tuple[str, ...]) -> str:
     parts = [
         f"{ident(name)}: toString({var}.{ident(name)})" if name in times else f".{ident(name)}"
         for name in fields

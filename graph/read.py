@@ -41,11 +41,10 @@ class Read(Generic[T]):
         return self.shape(await store.read(self.cypher, **self.params))
 
 
-def _fields(spec: NodeSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The properties a read returns (the model's, minus hidden ones) and which are times
-    (tuples: the query texts built from them are remembered, ``queries.projection``)."""
-    fields = tuple(name for name in spec.properties if name not in HIDDEN)
-    return fields, tuple(name for name in fields if name in spec.temporal)
+def _fields(spec: NodeSpec) -> tuple[list[str], list[str]]:
+    """The properties a read returns (the model's, minus hidden ones) and which are times."""
+    fields = [name for name in spec.properties if name not in HIDDEN]
+    return fields, [name for name in fields if name in spec.temporal]
 
 
 def query_nodes_by_key(label: str, keys: Sequence[str]) -> Read[dict[str, dict[str, Any]]]:
@@ -84,7 +83,7 @@ def _neighbours(
     spec: RelSpec, keys: Sequence[str], outgoing: bool, links: bool
 ) -> Read[dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]]:
     other = spec.end if outgoing else spec.start
-    link_fields = tuple(spec.properties)
+    link_fields = list(spec.properties)
     query = queries.neighbours(
         spec.start.label,
         spec.start.key,
@@ -93,7 +92,7 @@ def _neighbours(
         spec.end.key,
         outgoing,
         *_fields(other),
-        links=(link_fields, tuple(n for n in link_fields if n in spec.temporal)) if links else None,
+        links=(link_fields, [n for n in link_fields if n in spec.temporal]) if links else None,
     )
 
     def shape(rows: list[dict[str, Any]]) -> dict[str, list[tuple[dict, dict]]]:
@@ -122,7 +121,7 @@ def query_page(
     if unknown:
         raise SchemaError(f"{spec.label} has no properties {sorted(unknown)} to filter on")
     time_property = _time_property(spec) if since or until else None
-    query = queries.page(spec.label, spec.key, tuple(sorted(equals)), time_property, *_fields(spec))
+    query = queries.page(spec.label, spec.key, sorted(equals), time_property, *_fields(spec))
     params = {
         "after": after,
         "limit": first + 1,
