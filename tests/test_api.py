@@ -186,6 +186,45 @@ def test_a_request_leaves_no_reference_cycles_of_its_own(api: tuple) -> None:
     assert not left & {"LeanExecutor", "GraphQLResolveInfoHelpers", "Context", "DataLoader"}
 
 
+def test_node_reads_what_is_asked_of_it_without_waiting_for_it(api: tuple) -> None:
+    """node(id) knows the key before the node is read: the related values the query asks
+    for (through a fragment on the label or on Node) are read alongside, not after; and
+    an unknown key is still just null."""
+    client, tokens = api
+    reads = client.app.state.reads
+    spans: list[tuple[str, float, float]] = []
+    original = reads.round_trip
+
+    async def timed(query: str, params: dict) -> tuple:  # type: ignore[type-arg]
+        started = asyncio.get_running_loop().time()
+        try:
+            return await original(query, params)
+        finally:
+            spans.append((query, started, asyncio.get_running_loop().time()))
+
+    reads.round_trip = timed  # type: ignore[method-assign]
+    query = """query ($id: ID!) { node(id: $id) { id ... on Deviation { severity
+        decisionsAbout { decisionId } } ...about } }
+        fragment about on Node { ... on Deviation { causes { rank } } }"""
+    body = _post(client, tokens["reader"], query, {"id": "Deviation:DEV-1"}).json()
+    assert body["data"]["node"] == {
+        "id": "Deviation:DEV-1",
+        "severity": "high",
+        "decisionsAbout": [],
+        "causes": [],
+    }
+
+    def span(marker: str) -> tuple[float, float]:
+        (found,) = [(start, end) for text, start, end in spans if marker in text]
+        return found
+
+    node_read_ends = span("MATCH (x:`Deviation`")[1]
+    assert span("[:`ABOUT`]-(x:`Decision`)")[0] < node_read_ends
+    assert span("CAUSED_BY|CONTRIBUTED_TO")[0] < node_read_ends
+    body = _post(client, tokens["reader"], query, {"id": "Deviation:nope"}).json()
+    assert body == {"data": {"node": None}}
+
+
 def test_pagination_is_stable_and_complete(api: tuple) -> None:
     client, tokens = api
     seen, after = [], None
@@ -736,5 +775,36 @@ def test_a_store_that_refuses_combined_reads_gets_them_one_by_one(
             assert len(trips) == 2 and "THIS IS NOT CYPHER" not in trips
         finally:
             await reads.close()
+
+    asyncio.run(scenario())
+
+
+def test_async_reads_keep_their_sessions_but_not_a_failed_one(store: Store) -> None:
+    """Statements one after another reuse one driver session; a statement the store
+    rejects has its session closed (a new one serves the next), and nothing is left open."""
+
+    async def scenario() -> None:
+        reads = AsyncStore(store)
+        opened: list = []  # type: ignore[type-arg]
+        session = reads.driver.session
+
+        def counting(**config: object) -> object:
+            opened.append(session(**config))
+            return opened[-1]
+
+        reads.driver.session = counting  # type: ignore[method-assign]
+        try:
+            for d in (1, 2, 5):
+                assert await reads.read("RETURN 10 / $d AS v", d=d) == [{"v": 10 // d}]
+            assert len(opened) == 1
+            with pytest.raises(StoreError, match="zero"):
+                await reads.read("RETURN 10 / $d AS v", d=0)
+            assert await reads.read("RETURN 10 / $d AS v", d=10) == [{"v": 1}]
+            # the failed statement's sessions (it is tried combined, then alone) are closed
+            assert len(opened) > 1 and all(s.closed() for s in opened[:-1])
+            assert not opened[-1].closed()
+        finally:
+            await reads.close()
+        assert all(s.closed() for s in opened)
 
     asyncio.run(scenario())

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -76,10 +77,29 @@ class Context(BaseContext):
     async def fetch(self, query: read.Read[T]) -> T:
         return await _fetch(query, self.reads, self.store)
 
-    def loader(self, key: Any, batch: Callable[[list[str]], Awaitable[list[Any]]]) -> DataLoader:
-        if key not in self.loaders:
-            self.loaders[key] = DataLoader(load_fn=batch)
-        return self.loaders[key]
+    def loader(self, batched: Batched) -> DataLoader:
+        """This request's DataLoader for ``batched``: the keys asked of it in one turn of
+        the loop go to the store in one read."""
+        loader = self.loaders.get(batched.key)
+        if loader is None:
+            # the batch function holds the store, not the context (which keeps the loader):
+            # no reference cycle, so the request's objects go when it ends instead of
+            # waiting for Python's cycle collector
+            query, reads, store = batched.query, self.reads, self.store
+
+            async def batch(keys: list[str]) -> list[Any]:
+                found = await _fetch(query(keys), reads, store)
+                return [found.get(k) for k in keys]
+
+            loader = self.loaders[batched.key] = DataLoader(load_fn=batch)
+        return loader
+
+
+class Batched(NamedTuple):
+    """A read made for many keys at once: ``query(keys)`` answers a mapping by key."""
+
+    key: Any  # names the request's DataLoader
+    query: Callable[[list[str]], read.Read[dict[str, Any]]]
 
 
 async def _fetch(query: read.Read[T], reads: AsyncStore | None, store: Store) -> T:
@@ -146,8 +166,7 @@ def _camel(name: str) -> str:
 
 
 def _related_field(
-    loader_key: Any,
-    query: Callable[[list[str]], read.Read[Any]],
+    batched: Batched,
     key: str,
     convert: Callable[[Any], Any],
     returns: Any,
@@ -155,21 +174,12 @@ def _related_field(
     first_default: int = NEIGHBOURS,
 ) -> Any:
     """A list field whose values come from one batched read per request: each parent
-    ``load``s its ``key``; the DataLoader sends the keys of all parents in one ``query``."""
+    ``load``s its ``key``; the DataLoader sends the keys of all parents in one query."""
 
     async def resolve(root: Any, info: Info, first: int = first_default) -> list[Any]:
         _check_first(first, MAX_NEIGHBOURS)
-        context: Context = info.context
-        reads, store = context.reads, context.store
-
-        async def batch(keys: list[str]) -> list[list[Any]]:
-            # not through the context, which keeps the loader: no reference cycle, so the
-            # request's objects go when it ends instead of waiting for the cycle collector
-            found = await _fetch(query(keys), reads, store)
-            return [found.get(k, []) for k in keys]
-
-        rows = await context.loader(loader_key, batch).load(str(getattr(root, key)))
-        return [convert(row) for row in rows[:first]]
+        rows = await info.context.loader(batched).load(str(getattr(root, key)))
+        return [convert(row) for row in (rows or ())[:first]]
 
     resolve.__annotations__ = {"root": Any, "info": Info, "first": int, "return": returns}
     return strawberry.field(resolver=resolve, description=description)
@@ -180,6 +190,8 @@ class _Types:
 
     def __init__(self) -> None:
         self.classes: dict[str, type] = {}
+        self.related: dict[str, dict[str, Batched]] = {}  # label -> python field name -> read
+        self._asked: Recent[tuple[Any, list[Batched]]] = Recent()  # see ``asked``
         self.specs = node_specs()
         for spec in self.specs.values():
             self.classes[spec.label] = self._node_class(spec)
@@ -191,13 +203,23 @@ class _Types:
                 self._window_field(owner, kind, label)
         self._causes_field()
         self.types = {label: strawberry.type(cls) for label, cls in self.classes.items()}
+        self.by_key = {
+            label: Batched(("node", label), partial(read.query_nodes_by_key, label))
+            for label in self.classes
+        }
+
+    def _relate(self, owner: str, name: str, batched: Batched, *field: Any, **options: Any) -> None:
+        """``owner``'s field ``name``: related values read through ``batched``."""
+        setattr(self.classes[owner], name, _related_field(batched, *field, **options))
+        self.related.setdefault(owner, {})[name] = batched
 
     def _causes_field(self) -> None:
         """``Deviation.causes``: what the last analysis stored, with scores and evidence
         (the ``causedBy*`` fields give the nodes alone; ``rootCauses`` analyses anew)."""
-        self.classes["Deviation"].causes = _related_field(
-            "stored causes",
-            read.query_stored_causes,
+        self._relate(
+            "Deviation",
+            "causes",
+            Batched("stored causes", read.query_stored_causes),
             "deviation_id",
             _stored_cause,
             list[StoredCause],
@@ -210,18 +232,14 @@ class _Types:
     def _window_field(self, owner: str, kind: str, label: str) -> None:
         """``alarmsDuring`` / ``statesDuring``: the machine's events while the work ran."""
         make = self.make
-        setattr(
-            self.classes[owner],
+        self._relate(
+            owner,
             f"{kind}_during",
-            _related_field(
-                ("during", owner, kind),
-                lambda keys: read.query_events_during(owner, kind, keys),
-                self.specs[owner].key,
-                lambda row: make(label, row),
-                list[self.classes[label]],
-                f"the machine's {label} records while this {owner} ran "
-                "(actual times, else planned)",
-            ),
+            Batched(("during", owner, kind), partial(read.query_events_during, owner, kind)),
+            self.specs[owner].key,
+            lambda row: make(label, row),
+            list[self.classes[label]],
+            f"the machine's {label} records while this {owner} ran (actual times, else planned)",
         )
 
     def _node_class(self, spec: NodeSpec) -> type:
@@ -247,17 +265,14 @@ class _Types:
             return
         make = self.make
         direction = "->" if outgoing else "<-"
-        setattr(
-            owner,
+        self._relate(
+            owner.__name__,
             name,
-            _related_field(
-                (rel.name, outgoing),
-                lambda keys: read.query_neighbours(rel, keys, outgoing),
-                (rel.start if outgoing else rel.end).key,
-                lambda row: make(other.label, row),
-                list[self.classes[other.label]],
-                f"{direction} [:{rel.type}] {other.label}",
-            ),
+            Batched((rel.name, outgoing), lambda keys: read.query_neighbours(rel, keys, outgoing)),
+            (rel.start if outgoing else rel.end).key,
+            lambda row: make(other.label, row),
+            list[self.classes[other.label]],
+            f"{direction} [:{rel.type}] {other.label}",
         )
         if set(rel.properties) - PROVENANCE_PROPERTIES - MANAGED_PROPERTIES:
             self._edges_field(rel, outgoing, owner, name)
@@ -297,18 +312,40 @@ class _Types:
             return edge(node=make(other.label, props), **values)
 
         direction = "->" if outgoing else "<-"
-        setattr(
-            owner,
+        self._relate(
+            owner.__name__,
             f"{name}_edges",
-            _related_field(
-                (rel.name, outgoing, "edges"),
-                lambda keys: read.query_links(rel, keys, outgoing),
-                own.key,
-                convert,
-                list[edge],
-                f"{direction} [:{rel.type}] {other.label}, with the relationship's properties",
+            Batched(
+                (rel.name, outgoing, "edges"), lambda keys: read.query_links(rel, keys, outgoing)
             ),
+            own.key,
+            convert,
+            list[edge],
+            f"{direction} [:{rel.type}] {other.label}, with the relationship's properties",
         )
+
+    def asked(self, info: Info, label: str) -> list[Batched]:
+        """The related values of a ``label`` node that the query asks of the field being
+        resolved (directly or through fragments on the label or on Node), found once per
+        query text: the parser cache hands every request of a text the same syntax tree.
+        Read from graphql-core's field nodes: strawberry's ``info.selected_fields`` converts
+        the whole selection below the field on every call, which cost more than the round
+        trip it saved."""
+        raw = info._raw_info  # strawberry's Info wraps graphql-core's resolve info
+        first = raw.field_nodes[0]
+        remembered = self._asked.get((id(first), label))
+        if remembered is not None and remembered[0] is first:  # not an id reused
+            return remembered[1]
+        name = info.schema.config.name_converter.apply_naming_config
+        related = {name(field): batched for field, batched in self.related[label].items()}
+        found: list[Batched] = []
+        for node in raw.field_nodes:
+            if node.selection_set is not None:
+                for asked in _names(node.selection_set.selections, label, raw.fragments):
+                    if asked in related and related[asked] not in found:
+                        found.append(related[asked])
+        self._asked.put((id(first), label), (first, found))
+        return found
 
     def make(self, label: str, props: dict[str, Any]) -> Any:
         spec = self.specs[label]
@@ -321,6 +358,28 @@ class _Types:
                 value = as_utc(value)
             values[name] = value
         return self.types[label](id=f"{label}:{props.get(spec.key)}", **values)
+
+
+def _names(selections: Any, label: str, fragments: Any) -> Iterator[str]:
+    """The names of the fields selected of a ``label`` node, through fragments."""
+    for selection in selections:
+        kind = selection.kind
+        if kind == "field":
+            yield selection.name.value
+        elif kind == "inline_fragment":
+            condition = selection.type_condition
+            if condition is None or condition.name.value in (label, "Node"):
+                yield from _names(selection.selection_set.selections, label, fragments)
+        elif kind == "fragment_spread":
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None and fragment.type_condition.name.value in (label, "Node"):
+                yield from _names(fragment.selection_set.selections, label, fragments)
+
+
+def _ahead(loading: asyncio.Future) -> None:
+    """A value loaded ahead is awaited by its field; when that field never runs (no such
+    node), a failure to load it is not left to be reported as never retrieved."""
+    loading.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 TYPES: _Types | None = None
@@ -427,13 +486,20 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         namespace[_plural(spec.label)] = _list_field(spec)
 
     async def node(info: Info, id: strawberry.ID) -> Node | None:  # noqa: A002
+        """The node, and in the same round trip the related values the query asks of it:
+        their key is in the id, so they need not wait for the node. The deep query makes
+        two round trips instead of three: 7 % faster from one client, 10 % more requests
+        a second from 16 (three server processes each way, fed alternately)."""
         label, _, key = str(id).partition(":")
         try:
             spec = node_spec(label)
         except SchemaError:
             raise GraphQLError(f"unknown id {id!r}: expected 'Label:key'") from None
-        found = await info.context.fetch(read.query_nodes_by_key(spec.label, [key]))
-        return types.make(spec.label, found[key]) if key in found else None
+        context: Context = info.context
+        for batched in types.asked(info, spec.label):
+            _ahead(context.loader(batched).load(key))
+        found = await context.loader(types.by_key[spec.label]).load(key)
+        return types.make(spec.label, found) if found is not None else None
 
     async def root_causes(info: Info, deviation: str, top: int = 5) -> RootCauses:
         def analyse() -> Any:
