@@ -9,9 +9,9 @@ Loads the demo plant, stores root causes for its quality deviations, serves the 
 query, "deviation -> causes -> evidence -> decisions", for one deviation refetched by id as
 a detail page does (its stored causes with their evidence paths, the cause nodes and a
 lot's suppliers, decisions, outcomes), the same for a page of ten deviations, and a list
-query, from 1 and from 16 concurrent clients (in a process of their own). The same data
-fetched by calling graph/read.py directly in this process gives the API's overhead ratio.
-Then the same through `opsgraph serve --workers N`.
+query, from 16 concurrent clients (in a process of their own) and from one client whose
+every request is followed by the same data fetched by calling graph/read.py directly in
+this process: the API's overhead ratio. Then the same through `opsgraph serve --workers N`.
 """
 
 from __future__ import annotations
@@ -144,6 +144,33 @@ def _load_sync(
     return asyncio.run(load(url, key, query, clients, requests))
 
 
+async def alternate(
+    url: str,
+    key: str,
+    query: Query,
+    raw: Callable[[Any], int],
+    store,
+    pairs: int,  # noqa: ANN001
+) -> tuple[list[float], list[float]]:
+    """One client on one keep-alive connection, each API request followed by the same
+    data through the raw services: both sides of every pair are measured in the same
+    milliseconds (this machine's speed drifts by 15-50 % between minutes)."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = json.dumps({"query": query[0], "variables": query[1]}).encode()
+    connection = await Connection.open(url)
+    api, direct = [], []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        status, answer = await connection.post("/graphql", body, headers)
+        api.append((time.perf_counter() - started) * 1000)
+        assert status == 200 and b'"errors"' not in answer, answer[:300]
+        started = time.perf_counter()
+        raw(store)
+        direct.append((time.perf_counter() - started) * 1000)
+    await connection.close()
+    return api, direct
+
+
 def raw_times(raw, store, runs: int) -> list[float]:  # noqa: ANN001
     times = []
     for _ in range(runs):
@@ -155,13 +182,15 @@ def raw_times(raw, store, runs: int) -> list[float]:  # noqa: ANN001
 
 def measure(server: str, base: str, key: str, per_client: int, store) -> None:  # noqa: ANN001
     """Each query from 1 and 16 clients. From one client, API requests and raw service calls
-    alternate in rounds, so the ratio compares figures from the same minutes (this
-    machine's speed drifts by 15-50 % between runs). Every query is first sent as often as
-    it is measured, uncounted: the store's JVM compiles the API's statements over its first
-    few thousand requests (one-client p50 of the deep query on a just-started store, blocks
-    of 300: 12.2, 9.0, 9.2, 8.1, 7.0 … 6.1 ms). From 16 clients, ``per_client`` requests
-    each: p95 from a few hundred requests in under a second said more about one collector
-    pause than about the server."""
+    alternate request by request (``alternate``), so the ratio compares figures from the
+    same milliseconds. (Before: rounds of 75 requests, from a client process spawned for
+    each round, alternated with rounds of raw calls; a round's first ten requests, paying
+    for the new process and connection, had a p50 1-3 ms above the round's.) Every query is
+    first sent as often as it is measured, uncounted: the store's JVM compiles the API's
+    statements over its first few thousand requests (one-client p50 of the deep query on a
+    just-started store, blocks of 300: 12.2, 9.0, 9.2, 8.1, 7.0 … 6.1 ms). From 16 clients,
+    ``per_client`` requests each: p95 from a few hundred requests in under a second said
+    more about one collector pause than about the server."""
     deviation = detail_deviation(store)
 
     def raw_one(store) -> int:  # noqa: ANN001 - the detail page reads its deviation first
@@ -180,10 +209,7 @@ def measure(server: str, base: str, key: str, per_client: int, store) -> None:  
         load_elsewhere(base, key, query, 16, 16 * per_client)
         raw_times(raw, store, per_client)
     for name, query, raw in queries:
-        latencies, direct = [], []
-        for _ in range(4):
-            direct += raw_times(raw, store, max(10, per_client // 2))
-            latencies += load_elsewhere(base, key, query, 1, max(10, per_client // 2))[0]
+        latencies, direct = asyncio.run(alternate(base, key, query, raw, store, 2 * per_client))
         raw_p50 = statistics.median(direct)
         _row(server, name, 1, latencies, 1000 / statistics.mean(latencies), raw_p50)
         latencies, rate = load_elsewhere(base, key, query, 16, 16 * per_client)
