@@ -193,7 +193,7 @@ class AsyncStore:
         the store ``TOGETHER`` in one statement (``queries.together``): a round trip costs
         the driver ~0.3 ms of CPU (~25 % of a deep query's, profiled). Two turns, not one:
         loaders fed by the same answer (a deviation's causes' suppliers and its decisions' outcomes)
-        ask a turn apart, and waiting that turn saves the deep query one round trip of four.
+        ask a turn apart, and waiting that turn sends them in one round trip, not two.
         A read in a statement of its own is sent in the same form, its rows collected into
         one record: the async driver spends ~25 µs of CPU on each record it receives, so a
         page of 50 rows took 2.0-2.6 ms of CPU as 50 records and 0.9-1.2 ms as one.
