@@ -27,10 +27,9 @@ _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 def together(reads: Sequence[tuple[str, Sequence[str]]]) -> str:
     """Several reads (``(query, its columns)``) as one statement, so they cost one round
     trip: each runs in a subquery of its own (``CALL () {…}``, Neo4j 5.23+ and ArcadeDB),
-    its rows collected in order as maps and returned under its number (``part``) with the
-    statement's own number (parameter ``statement``, echoed back), its parameters renamed
-    ``r<i>_<name>``. Only for our own generated reads, whose columns are plain names. The
-    last 1,024 combinations are remembered: the API combines per request."""
+    its rows collected in order as maps and returned under its number (``part``), its
+    parameters renamed ``r<i>_<name>``. Only for our own generated reads, whose columns are
+    plain names. The last 1,024 combinations are remembered: the API combines per request."""
     return _together(tuple((query, tuple(columns)) for query, columns in reads))
 
 
@@ -41,8 +40,7 @@ def _together(reads: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
         body = _PARAMETER.sub(lambda found, i=i: f"$r{i}_{found.group(1)}", query)
         row = ", ".join(f"{ident(column)}: {ident(column)}" for column in columns)
         parts.append(
-            f"CALL () {{\n{body}\n}}\nWITH collect({{{row}}}) AS rows\n"
-            f"RETURN {i} AS part, $statement AS statement, rows"
+            f"CALL () {{\n{body}\n}}\nWITH collect({{{row}}}) AS rows\nRETURN {i} AS part, rows"
         )
     return "\nUNION ALL\n".join(parts)
 

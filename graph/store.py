@@ -4,8 +4,6 @@ embedded ArcadeDB, with errors translated into messages a user can act on."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
 import random
 import re
 import time
@@ -36,7 +34,6 @@ T = TypeVar("T")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MERGE_RACE_CODE = "Neo.ClientError.Schema.ConstraintValidationFailed"
 MERGE_RACE_ATTEMPTS = 6
-_log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -45,10 +42,6 @@ class StoreError(RuntimeError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or refused our credentials."""
-
-
-class MisroutedAnswer(StoreError):
-    """The store's answer to a combined read was not the one to this statement."""
 
 
 class ConstraintViolation(StoreError):
@@ -193,9 +186,6 @@ class AsyncStore:
         self._columns: dict[str, tuple[str, ...]] = {}  # per read query, learnt when run alone
         self._waiting: list[tuple[str, dict[str, Any], asyncio.Future]] = []
         self._sending: set[asyncio.Task] = set()
-        # each combined statement echoes its number: an answer that belongs to another
-        # statement (seen once under load, never reproduced) is caught, not shaped
-        self._numbers = itertools.count()
 
     async def read(self, query: str, **params: Any) -> list[dict[str, Any]]:
         """As ``Store.read``. Reads asked for within two turns of the event loop (the
@@ -253,15 +243,8 @@ class AsyncStore:
                 for i, (_, given, _) in enumerate(waiting)
                 for name, value in given.items()
             }
-            params["statement"] = number = next(self._numbers)
             rows, _ = await self.round_trip(statement, params)
-            if any(row["statement"] != number for row in rows):
-                raise MisroutedAnswer(
-                    f"{self.description} answered combined reads with another statement's rows"
-                )
         except Exception as error:  # each alone again, so each gets its own answer or error
-            if isinstance(error, MisroutedAnswer):
-                _log.warning("%s; sending each read alone", error)
             await asyncio.gather(*(self._alone(*w) for w in waiting))
             answered = [a for _, _, a in waiting if a.done() and not a.cancelled()]
             if isinstance(error.__cause__, ClientError) and not any(

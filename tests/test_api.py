@@ -777,32 +777,3 @@ def test_a_store_that_refuses_combined_reads_gets_them_one_by_one(
             await reads.close()
 
     asyncio.run(scenario())
-
-
-def test_an_answer_to_another_statement_is_caught_not_shaped(
-    store: Store, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A combined statement's answer carries the statement's number: rows that belong to
-    another statement are refused, each read is sent alone and gets its own rows, and the
-    server's log says so."""
-    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B")])
-
-    async def scenario() -> list[dict]:  # type: ignore[type-arg]
-        reads = AsyncStore(store)
-        original = reads.round_trip
-
-        async def stale(query: str, params: dict) -> tuple:  # type: ignore[type-arg]
-            if "statement" in params:  # as if the answer to the statement before came back
-                params = {**params, "statement": params["statement"] - 1}
-            return await original(query, params)
-
-        machine = partial(_machine, reads)
-        try:
-            await asyncio.gather(machine("M-A"), machine("M-B"))  # alone: columns learnt
-            reads.round_trip = stale  # type: ignore[method-assign]
-            return await asyncio.gather(machine("M-B"), machine("M-A"))
-        finally:
-            await reads.close()
-
-    assert [set(found) for found in asyncio.run(scenario())] == [{"M-B"}, {"M-A"}]
-    assert "another statement's rows; sending each read alone" in caplog.text
