@@ -230,7 +230,9 @@ class AsyncStore:
             if not answer.done():
                 answer.set_exception(error)
             return
-        if all(_PLAIN.fullmatch(column) for column in columns):
+        # ArcadeDB names no columns for an empty answer: learnt from one, the read would be
+        # combined as ``collect({})`` and its rows come back as empty maps
+        if columns and all(_PLAIN.fullmatch(column) for column in columns):
             self._columns[query] = columns
         if not answer.done():
             answer.set_result(rows)

@@ -777,3 +777,27 @@ def test_a_store_that_refuses_combined_reads_gets_them_one_by_one(
             await reads.close()
 
     asyncio.run(scenario())
+
+
+def test_a_read_first_answered_empty_is_combined_with_its_columns(store: Store) -> None:
+    """ArcadeDB names no columns when an answer has no rows: a read whose first run found
+    nothing must not be combined without its columns (it came back as empty maps: the
+    deep query then failed on a deviation with decisions, after a page of deviations
+    without any had run first)."""
+    BulkWriter(store).upsert_nodes("Machine", [{"machine_id": m} for m in ("M-A", "M-B")])
+
+    async def scenario() -> list[dict]:  # type: ignore[type-arg]
+        reads = AsyncStore(store)
+        machine = partial(_machine, reads)
+        try:
+            assert await machine("nope") == {}  # first run: no rows
+            await machine("M-B")  # the next run learns the columns
+            return await asyncio.gather(machine("M-A"), machine("M-B"))  # combined
+        finally:
+            await reads.close()
+
+    found = asyncio.run(scenario())
+    assert [f[k]["machine_id"] for f, k in zip(found, ("M-A", "M-B"), strict=True)] == [
+        "M-A",
+        "M-B",
+    ]
