@@ -801,3 +801,34 @@ def test_a_read_first_answered_empty_is_combined_with_its_columns(store: Store) 
         "M-A",
         "M-B",
     ]
+
+
+def test_async_reads_keep_their_sessions_but_not_a_failed_one(store: Store) -> None:
+    """Statements one after another reuse one driver session; a statement the store
+    rejects has its session closed (a new one serves the next), and nothing is left open."""
+
+    async def scenario() -> None:
+        reads = AsyncStore(store)
+        opened: list = []  # type: ignore[type-arg]
+        session = reads.driver.session
+
+        def counting(**config: object) -> object:
+            opened.append(session(**config))
+            return opened[-1]
+
+        reads.driver.session = counting  # type: ignore[method-assign]
+        try:
+            for d in (1, 2, 5):
+                assert await reads.read("RETURN 10 / $d AS v", d=d) == [{"v": 10 // d}]
+            assert len(opened) == 1
+            with pytest.raises(StoreError, match="zero"):
+                await reads.read("RETURN 10 / $d AS v", d=0)
+            assert await reads.read("RETURN 10 / $d AS v", d=10) == [{"v": 1}]
+            # the failed statement's sessions (it is tried combined, then alone) are closed
+            assert len(opened) > 1 and all(s.closed() for s in opened[:-1])
+            assert not opened[-1].closed()
+        finally:
+            await reads.close()
+        assert all(s.closed() for s in opened)
+
+    asyncio.run(scenario())
