@@ -283,7 +283,7 @@ class AsyncStore:
             except Exception:
                 await _discard(session)
                 raise
-            # (cancelled, it is dropped: the driver has already killed its connection)
+            # a cancelled statement's session is not kept: the driver killed its connection
             self._idle.append(session)
             return rows, keys
         raise AssertionError("unreachable")
