@@ -275,13 +275,10 @@ class AsyncStore:
                     result = await session.run(query, params)
                     keys = tuple(result.keys())
                     rows = [dict(zip(keys, r, strict=True)) async for r in result]
-            except StoreUnavailable:
+            except Exception as error:
                 await _discard(session)
-                if attempt == 2:
-                    raise
-                continue
-            except Exception:
-                await _discard(session)
+                if isinstance(error, StoreUnavailable) and attempt == 1:
+                    continue
                 raise
             # a cancelled statement's session is not kept: the driver killed its connection
             self._idle.append(session)
