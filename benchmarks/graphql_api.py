@@ -106,21 +106,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _request(key: str, query: Query) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of the query's POST."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    return json.dumps({"query": query[0], "variables": query[1]}).encode(), headers
+
+
+async def _timed_post(connection: Connection, body: bytes, headers: dict[str, str]) -> float:
+    """One request's latency in ms; an answer with errors stops the benchmark."""
+    started = time.perf_counter()
+    status, answer = await connection.post("/graphql", body, headers)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert status == 200 and b'"errors"' not in answer, answer[:300]
+    return elapsed
+
+
 async def load(
     url: str, key: str, query: Query, clients: int, requests: int
 ) -> tuple[list[float], float]:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    body = json.dumps({"query": query[0], "variables": query[1]}).encode()
+    body, headers = _request(key, query)
     latencies: list[float] = []
     per_client = max(1, requests // clients)
 
     async def client() -> None:
         connection = await Connection.open(url)
         for _ in range(per_client):
-            started = time.perf_counter()
-            status, answer = await connection.post("/graphql", body, headers)
-            latencies.append((time.perf_counter() - started) * 1000)
-            assert status == 200 and b'"errors"' not in answer, answer[:300]
+            latencies.append(await _timed_post(connection, body, headers))
         await connection.close()
 
     started = time.perf_counter()
@@ -149,35 +160,22 @@ async def alternate(
     key: str,
     query: Query,
     raw: Callable[[Any], int],
-    store,
-    pairs: int,  # noqa: ANN001
+    store,  # noqa: ANN001
+    pairs: int,
 ) -> tuple[list[float], list[float]]:
     """One client on one keep-alive connection, each API request followed by the same
     data through the raw services: both sides of every pair are measured in the same
     milliseconds (this machine's speed drifts by 15-50 % between minutes)."""
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    body = json.dumps({"query": query[0], "variables": query[1]}).encode()
+    body, headers = _request(key, query)
     connection = await Connection.open(url)
     api, direct = [], []
     for _ in range(pairs):
-        started = time.perf_counter()
-        status, answer = await connection.post("/graphql", body, headers)
-        api.append((time.perf_counter() - started) * 1000)
-        assert status == 200 and b'"errors"' not in answer, answer[:300]
+        api.append(await _timed_post(connection, body, headers))
         started = time.perf_counter()
         raw(store)
         direct.append((time.perf_counter() - started) * 1000)
     await connection.close()
     return api, direct
-
-
-def raw_times(raw, store, runs: int) -> list[float]:  # noqa: ANN001
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        raw(store)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def measure(server: str, base: str, key: str, per_client: int, store) -> None:  # noqa: ANN001
@@ -207,7 +205,8 @@ def measure(server: str, base: str, key: str, per_client: int, store) -> None:  
     ]
     for _, query, raw in queries:  # warm-up, see above
         load_elsewhere(base, key, query, 16, 16 * per_client)
-        raw_times(raw, store, per_client)
+        for _ in range(per_client):
+            raw(store)
     for name, query, raw in queries:
         latencies, direct = asyncio.run(alternate(base, key, query, raw, store, 2 * per_client))
         raw_p50 = statistics.median(direct)
