@@ -1,10 +1,11 @@
-"""Shared by the RCA benchmarks: a throw-away embedded store holding one database per demo
-plant, generated and ingested once."""
+"""Shared by the RCA benchmarks: a throw-away (or, with ``cache``, kept) embedded store holding
+one database per demo plant, generated and ingested once."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +13,36 @@ from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
-from opsgraph.ingest.demo import generate
+from opsgraph.ingest.demo import VARIANTS, generate
 from opsgraph.ingest.runner import Aliases, IngestRunner
 
 
 class DemoPlants:
-    def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="opsgraph-rca-bench-"))
+    def __init__(self, cache: Path | None = None) -> None:
+        self.home = cache or Path(tempfile.mkdtemp(prefix="opsgraph-rca-bench-"))
         self.servers: list[EmbeddedServer] = []
 
-    def load(self, seed: int, scale: float, weeks: int = 6) -> tuple[Store, dict[str, Any]]:
-        """A store with the plant loaded, and its ground truth."""
-        name = f"seed{seed}_scale{str(scale).replace('.', '_')}"
+    def load(
+        self, seed: int, scale: float, weeks: int = 6, variants: Iterable[str] = ()
+    ) -> tuple[Store, dict[str, Any]]:
+        """A store with the plant loaded, and its ground truth (a kept plant is reused)."""
+        code = "".join(f"{list(VARIANTS).index(v):x}" for v in sorted(set(variants))) or "base"
+        name = f"seed{seed}_scale{str(scale).replace('.', '_')}_w{weeks}_{code}"
         settings = Settings(home=self.home, database=name)
         server = EmbeddedServer(settings)
         server.start()
         self.servers.append(server)
         out = self.home / name
-        truth = generate(out, seed=seed, scale=scale, weeks=weeks)
         store = Store.open(settings)
+        if (out / "loaded").exists():
+            return store, json.loads((out / "ground_truth.json").read_text())
+        truth = generate(out, seed=seed, scale=scale, weeks=weeks, variants=variants)
         apply_schema(store)
         report = IngestRunner(store, out / "state", aliases=Aliases.load(out / "aliases.toml")).run(
             [out / "erp", out / "mes", out / "worker"]
         )
         assert report.rejected == 0, report.dead_letters
+        (out / "loaded").write_text("")
         return store, json.loads(json.dumps(truth))
 
     def close(self) -> None:

@@ -357,15 +357,91 @@ RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
        m.machine_id AS machine, m.machine_type AS machine_type, ord.order_id AS order
 """
 
-RCA_STRATUM = """
-MATCH (m:Machine)
-WHERE m.machine_type = $machine_type OR m.machine_id IN $machines
-MATCH (m)<-[:ON_MACHINE]-(o:Operation)
+# Every operation of the plant in the analysis window, with the deviations about it and its
+# order: the reference the factors' deviation rates are compared with. Plant-wide on purpose:
+# a comparison built from optional metadata (machine types) collapses on exports without it.
+RCA_WINDOW = """
+MATCH (o:Operation)
 WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
 OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
+OPTIONAL MATCH (d:Deviation)-[:ABOUT]->(o)
+WITH o, m, ord, collect(DISTINCT d.deviation_type) AS own
+OPTIONAL MATCH (e:Deviation)-[:ABOUT]->(ord)
 RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end,
-       m.machine_id AS machine, m.machine_type AS machine_type, ord.order_id AS order
+       coalesce(o.description, o.sequence) AS step, m.machine_id AS machine,
+       ord.order_id AS order, own, collect(DISTINCT e.deviation_type) AS orders
 LIMIT $cap
+"""
+
+# Deviations about a machine alone (downtime, failed checklist items): an operation counts as
+# showing one when it started on that machine within the same time.
+RCA_MACHINE_DEVIATIONS = """
+MATCH (d:Deviation)
+WHERE d.deviation_type IN $types
+  AND d.start >= datetime($since) AND d.start <= datetime($until)
+MATCH (d)-[:ABOUT]->(m:Machine)
+RETURN d.deviation_id AS id, m.machine_id AS machine, d.start AS at
+"""
+
+RCA_OPERATION_AT = """
+MATCH (:Machine {machine_id: $machine})<-[:ON_MACHINE]-(o:Operation)
+WHERE o.actual_start <= datetime($at) + duration({hours: 2})
+  AND o.actual_start >= datetime($at) - duration({hours: 12})
+RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
+"""
+
+# Which operations each candidate entity touched, for its deviation rate.
+RCA_EXPOSURE_LOTS = """
+UNWIND $keys AS key
+MATCH (:MaterialLot {lot_id: key})-[:CONSUMED_BY]->(o:Operation)
+RETURN key, o.operation_id AS operation
+"""
+
+RCA_EXPOSURE_SUPPLIERS = """
+UNWIND $keys AS key
+MATCH (:Supplier {supplier_id: key})-[:SUPPLIED]->(l:MaterialLot)-[:CONSUMED_BY]->(o:Operation)
+WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+RETURN key, o.operation_id AS operation, l.lot_id AS lot
+"""
+
+RCA_EXPOSURE_PEOPLE = """
+UNWIND $keys AS key
+MATCH (:Person {person_id: key})-[:PERFORMED]->(o:Operation)
+WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+RETURN key, o.operation_id AS operation
+"""
+
+RCA_EXPOSURE_UPSTREAM = """
+UNWIND $keys AS key
+MATCH (:Machine {machine_id: key})<-[:ON_MACHINE]-(:Operation)-[:NEXT]->(o:Operation)
+WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+RETURN key, o.operation_id AS operation
+"""
+
+# The same kinds of symptom anywhere in the plant: how often work deviates when its machine
+# raised such an alarm or failed such a checklist, pooled over machines.
+RCA_ALARMS_LIKE = """
+MATCH (a:Alarm)
+WHERE a.code IN $codes AND a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+MATCH (m:Machine)-[:RAISED]->(a)
+RETURN m.machine_id AS machine, a.code AS code, a.level AS level, a.raised_at AS at
+"""
+
+RCA_FAILED_INSPECTIONS_LIKE = """
+MATCH (i:Inspection)
+WHERE i.template IN $templates AND i.failed_items > 0
+  AND i.started_at >= datetime($since) AND i.started_at <= datetime($until)
+MATCH (i)-[:INSPECTED]->(m:Machine)
+RETURN m.machine_id AS machine, i.template AS template, i.started_at AS at
+"""
+
+RCA_INSPECTIONS = """
+UNWIND $machines AS mid
+MATCH (:Machine {machine_id: mid})<-[:INSPECTED]-(i:Inspection)
+WHERE i.started_at >= datetime($since) AND i.started_at <= datetime($until)
+RETURN mid AS machine, i.inspection_id AS id, i.template AS template, i.title AS title,
+       i.started_at AS at, coalesce(i.failed_items, 0) AS failed
 """
 
 # Anchor first on the indexed business key, then expand: the embedded store plans patterns

@@ -1,57 +1,80 @@
-"""Root-cause analysis: for a deviation, rank the entities that most likely caused it, each
-with the evidence paths that connect it, and persist the result as inferred edges.
+"""Root-cause analysis: for a deviation, rank the entities that most likely caused it, each with
+a confidence and the evidence that connects it, or say that nothing stands out.
 
-How it works, and why:
+The method is a contrast of exposure, judged with uncertainty, and it asks nothing of the
+data that a plant's exports may lack (machine types, certifications, maintenance records):
 
-1. **Neighbourhood pull (Cypher, bounded).** The deviation's operations and the comparable
-   operations around them — same machine type, within ``window`` days, at most
-   ``fanout_cap`` — with what each one touched: the lots it consumed and their suppliers,
-   the people who performed it and their certifications, the machine, the upstream operation,
-   and the machine's maintenance, changeovers and alarms in that time range.
-2. **Time-directed factors.** An entity becomes a factor of an operation only if it came
-   before the operation could be affected: a lot consumed by it, the last maintenance before
-   it started (a *missed* one stays a factor until a later one is done), a changeover up to
-   four hours before it, an alarm from two hours before to its end (weighted down when it
-   only happened during the operation: then it may be a symptom). Nothing after the
-   operation's end is ever a candidate.
-3. **Relative personalized PageRank on the operation–factor graph.** Operations and factor
-   classes form a bipartite graph (a changeover counts towards the class "changeovers on this
-   machine", so one bad setup routine is recognised across its instances). A random walk with
-   restart from the operations that showed the same kind of deviation (leaving the deviation
-   under analysis out) is compared with one restarting from all comparable operations: the
-   ratio is high for factors behind many similar deviations and absent from normal runs, and
-   the diffusion over shared operations damps factors seen only once or twice (an alarm
-   during one bad run) far better than a raw rate does.
-4. **Result.** The target's own factors ranked by that ratio, with the share of operations
-   behind it that deviated, the evidence path from the deviation to it, and a sentence.
+1. **Candidates** are what the deviating operation was exposed to before it could be affected
+   (nothing after its end): its machine, the lots it consumed and their suppliers, the people
+   who performed it, the machine of the upstream operation, a missed maintenance still
+   pending on the machine, a changeover shortly before it. Alarms and failed checklists of a
+   machine are *symptoms*: they support the machine (its operations with such a symptom form
+   one more way of counting it) instead of competing with it. An expired certification or a
+   first run of the work step are flags that the explanation reports; they never decide alone.
+2. **Counting.** Every operation of the plant in ``window_days`` around the deviation is the
+   reference; a candidate's exposed operations are counted four ways — over the window and
+   within ``local_days`` (problems that start and stop), each plant-wide and on the same work
+   step (the operation text or number: an operator may be bad at milling and fine at
+   turning) — against the deviation rate of the same reference.
+3. **Uncertainty.** For each count, the posterior of the candidate's deviation rate is a Beta
+   distribution with a weak prior at the reference rate (``PRIOR`` pseudo-operations); its
+   ``QUANTILE`` lower bound minus the reference rate is the score, and a candidate takes its
+   best count. One deviating operation of one cannot outrank 20 of 40, and a factor never
+   seen elsewhere stays at its prior, below the reference.
+4. **Explaining away.** For two elevated candidates that share operations, each is counted
+   again on the operations the other did not touch: one that stays elevated there explains
+   one that does not (a machine that goes bad explains the lots that ran on it; a lot
+   explains its supplier's elevated rate). Where neither stays elevated alone, the one with
+   fewer operations is the sharper explanation (the missed maintenance rather than the
+   machine, the changeover rather than the lathe).
+5. **Confidence** is the posterior probability that a candidate has the highest excess rate
+   of all, and a positive one (Monte Carlo over the Beta posteriors). Below ``CLEAR`` the
+   answer is "no clear cause" with the nearest candidates. A candidate whose operations did not
+   deviate more often than the reference is never listed as a cause.
 
-``benchmarks/rca_accuracy.py`` compares this with the plain contrast statistic, recency,
-frequency and random baselines on demo plants with injected causes.
+Deviations about a machine alone (downtime, failed checklist items) are analysed through the
+operation that ran on the machine then: an operation counts as showing that kind of deviation
+when one was recorded on its machine from two hours before it to its end.
+
+``benchmarks/rca_accuracy.py`` measures this on a family of demo plant variants against the
+contrast statistic and a windowed contrast; the figures are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import uuid
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-import networkx as nx
+import numpy as np
+from scipy.stats import beta
 
 from opsgraph.schema import node_spec, rel_spec
 from opsgraph.schema.base import as_utc
 
 from . import queries
-from .store import Store
+from .store import Rows, Store
 
-METHOD = "relative-ppr/v1"
+METHOD = "exposure-contrast/v2"
 QUALITY = {"scrap", "out_of_spec", "short_order"}
+MACHINE_LEVEL = {"downtime", "failed_checklist_item"}
 CHANGEOVER_REACH = timedelta(hours=4)
 ALARM_REACH = timedelta(hours=2)
+INSPECTION_REACH = timedelta(hours=12)  # a failed checklist speaks for the next half day
+PRIOR = 2.0  # pseudo-operations at the reference rate in each candidate's posterior
+QUANTILE = 0.1  # the lower credible bound a candidate is ranked by
+LOCAL_DAYS = 3.0
+CLEAR = 0.5  # confidence below which the answer is "no clear cause"
+DRAWS = 4000
+INDIRECT = {"supplier", "upstream_operation"}  # linked to the work through something else
+NESTED = 0.8  # share of a candidate's operations within another's for it to be nested there
+SYMPTOMS = {"alarm", "inspection"}  # factor classes that support their machine
 
 
 class RcaError(LookupError):
@@ -92,6 +115,7 @@ class Op:
     factors: list[Factor] = field(default_factory=list)
     deviation_types: set[str] = field(default_factory=set)  # deviations about the operation
     order_deviation_types: set[str] = field(default_factory=set)  # ... about its order
+    step: str | None = None  # the work step: operation text or number
 
 
 @dataclass
@@ -105,6 +129,7 @@ class Cause:
     base_rate: float
     evidence: list[list[dict[str, Any]]]
     explanation: str
+    confidence: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +137,7 @@ class Cause:
             "key": self.key,
             "cause_type": self.cause_type,
             "score": round(self.score, 4),
+            "confidence": round(self.confidence, 3),
             "deviating": self.deviating,
             "exposed": self.exposed,
             "base_rate": round(self.base_rate, 4),
@@ -126,9 +152,15 @@ class RcaResult:
     deviation_type: str
     description: str
     subjects: dict[str, list[str]]
-    causes: list[Cause]
+    causes: list[Cause]  # candidates that deviated more often than the reference, best first
     method: str = METHOD
     notes: list[str] = field(default_factory=list)
+    clear: bool = False  # the first cause stands out (confidence >= CLEAR)
+    candidates: list[Cause] = field(default_factory=list)  # the rest, nearest first
+
+    @property
+    def ranking(self) -> list[Cause]:
+        return self.causes + self.candidates
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -137,27 +169,88 @@ class RcaResult:
             "description": self.description,
             "subjects": self.subjects,
             "method": self.method,
+            "verdict": "cause" if self.clear else "no clear cause",
             "causes": [c.as_dict() for c in self.causes],
+            "nearest_candidates": [c.as_dict() for c in self.candidates[:3]],
             "notes": self.notes,
         }
 
 
+@dataclass
+class _Count:
+    """One way of counting a candidate: its exposed operations within a reference."""
+
+    view: str
+    exposed: frozenset[str]
+    reference: frozenset[str]
+    bad: frozenset[str]
+    via: Factor | None = None  # the symptom this count goes through, if any
+
+    @cached_property
+    def base(self) -> float:
+        """The deviation rate of the reference's work the candidate did not touch (a machine
+        that goes bad must not raise the rate it is compared with)."""
+        unexposed = self.reference - self.exposed
+        return (len(unexposed & self.bad) + 0.5) / (len(unexposed) + 1)
+
+    def score(
+        self, exclude: frozenset[str] = frozenset(), within: frozenset[str] | None = None
+    ) -> tuple[float, int, int]:
+        """Lower credible bound of the excess rate, with the deviating and exposed counts."""
+        ids = self.exposed - exclude
+        if within is not None:
+            ids &= within
+        k, n = len(ids & self.bad), len(ids)
+        a, b = _posterior(k, n, self.base)
+        return float(beta.ppf(QUANTILE, a, b)) - self.base, k, n
+
+
+def _posterior(k: int, n: int, base: float) -> tuple[float, float]:
+    return k + PRIOR * base, n - k + PRIOR * (1 - base)
+
+
+@dataclass
+class _Candidate:
+    cls: tuple[str, ...]
+    factor: Factor
+    op: Op
+    counts: list[_Count] = field(default_factory=list)
+    symptoms: list[Factor] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    batches: dict[str, set[str]] = field(default_factory=dict)  # a supplier's lots' operations
+    touched: frozenset[str] = frozenset()  # every operation it touched, however counted
+    best: _Count | None = None
+    score: float = -1.0
+    explained_by: _Candidate | None = None
+
+    def rank(self) -> None:
+        scored = [(c.score()[0], c) for c in self.counts if c.exposed]
+        if scored:
+            self.score, self.best = max(scored, key=lambda s: s[0])
+
+
 class RootCauseAnalyzer:
-    """Analyses deviations against one store; caches comparable operations per context so
-    analysing every deviation of a plant does not pull the same neighbourhood again."""
+    """Analyses deviations against one store; keeps the window's operations and what they
+    were exposed to, so analysing every deviation of a plant does not pull them again."""
 
     def __init__(
         self,
         store: Store,
         window_days: float = 30.0,
-        fanout_cap: int = 5000,
+        local_days: float = LOCAL_DAYS,
+        fanout_cap: int = 200_000,
         top: int = 5,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
+        self.local = timedelta(days=local_days)
         self.fanout_cap = fanout_cap
         self.top = top
-        self._strata: dict[tuple, tuple[dict[str, Op], list[str]]] = {}
+        self._windows: dict[int, tuple[dict[str, Op], list[str]]] = {}
+        self._with_events: dict[int, set[str]] = defaultdict(set)
+        self._exposures: dict[tuple, set[str]] = {}
+        self._batches: dict[tuple, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self._machine_deviations: dict[tuple, list[tuple[str, datetime]]] = {}
 
     # -- pulling the neighbourhood ----------------------------------------------------------
 
@@ -167,12 +260,31 @@ class RootCauseAnalyzer:
             raise RcaError(f"no deviation {deviation_id!r} in the graph")
         row = rows[0]
         operations = list(row["operations"])
-        row["order_level"] = not operations
-        if not operations and row["orders"]:
+        row["order_level"] = not operations and bool(row["orders"])
+        row["machine_level"] = not operations and not row["orders"] and bool(row["machines"])
+        if row["order_level"]:
             found = self.store.read(queries.RCA_ORDER_OPERATIONS, orders=row["orders"])
             operations = [r["operation"] for r in found]
+        elif row["machine_level"]:
+            operations = self._operation_at(row["machines"][0], as_utc(row["start"]))
         row["operations"] = operations
         return row
+
+    def _operation_at(self, machine: str, at: datetime | None) -> list[str]:
+        """The operation running on a machine when a machine-level deviation began (or the
+        one about to start), which is what the deviation's causes were exposed through."""
+        if at is None:
+            return []
+        rows = self.store.read(queries.RCA_OPERATION_AT, machine=machine, at=at.isoformat())
+
+        def distance(row: dict[str, Any]) -> float:
+            start, end = as_utc(row["start"]), as_utc(row["end"]) or as_utc(row["start"])
+            if start <= at <= end:
+                return 0.0
+            return min(abs((at - start).total_seconds()), abs((at - end).total_seconds()))
+
+        rows = [r for r in rows if as_utc(r["start"])]
+        return [min(rows, key=distance)["operation"]] if rows else []
 
     def operations(self, rows: Iterable[dict[str, Any]]) -> dict[str, Op]:
         """Operations from rows with operation, machine, machine_type, order, start, end."""
@@ -180,44 +292,55 @@ class RootCauseAnalyzer:
             r["operation"]: Op(
                 r["operation"],
                 r["machine"],
-                r["machine_type"],
+                r.get("machine_type"),
                 r["order"],
                 as_utc(r["start"]),
                 as_utc(r["end"]),
+                step=r.get("step"),
             )
             for r in rows
         }
 
-    def _stratum(self, targets: dict[str, Op], around: datetime) -> tuple[dict[str, Op], list[str]]:
-        machine_type = next((op.machine_type for op in targets.values() if op.machine_type), None)
-        machines = sorted({op.machine for op in targets.values() if op.machine})
-        # Cache per context and per window-sized time bucket.
-        bucket = int(around.timestamp() // (self.window.total_seconds() / 2 or 1))
-        key = (machine_type, tuple(machines) if machine_type is None else (), bucket)
-        if key in self._strata:
-            return self._strata[key]
-        rows = self.store.read(
-            queries.RCA_STRATUM,
-            machine_type=machine_type,
-            machines=machines,
-            since=(around - self.window).isoformat(),
-            until=(around + self.window).isoformat(),
-            cap=self.fanout_cap,
-        )
-        notes = []
-        if len(rows) >= self.fanout_cap:
-            notes.append(
-                f"comparison limited to {self.fanout_cap} operations of the {self.window.days}-day "
-                "window (fan-out cap); raise fanout_cap or narrow the window for more"
+    def _window(self, around: datetime) -> tuple[dict[str, Op], list[str], int]:
+        """Every operation within ``window`` of ``around`` (read per half-window bucket and
+        kept, so a batch of deviations reads each stretch of the plant once)."""
+        half = self.window.total_seconds() / 2 or 1
+        bucket = int(around.timestamp() // half)
+        if bucket not in self._windows:
+            since = datetime.fromtimestamp(bucket * half, UTC) - self.window
+            until = datetime.fromtimestamp((bucket + 1) * half, UTC) + self.window
+            rows = self.store.read(
+                queries.RCA_WINDOW,
+                since=since.isoformat(),
+                until=until.isoformat(),
+                cap=self.fanout_cap,
             )
-        ops = self.operations(rows)
-        self.attach_factors(ops)
-        self._strata[key] = (ops, notes)
-        return ops, notes
+            notes = []
+            if len(rows) >= self.fanout_cap:
+                notes.append(
+                    f"comparison limited to {self.fanout_cap} operations around the deviation "
+                    "(fan-out cap); raise fanout_cap or narrow the window for more"
+                )
+            ops = self.operations(rows)
+            for r in rows:
+                ops[r["operation"]].deviation_types = set(r["own"])
+                ops[r["operation"]].order_deviation_types = set(r["orders"])
+            self._windows[bucket] = (ops, notes)
+        ops, notes = self._windows[bucket]
+        near = {
+            k: op
+            for k, op in ops.items()
+            if op.start and around - self.window <= op.start <= around + self.window
+        }
+        return near, notes, bucket
 
     def attach_factors(self, ops: dict[str, Op]) -> None:
         """Read every factor of the operations and the deviations they showed (also used by
         risk scoring, which learns from the same factors)."""
+        self._attach_links(ops)
+        self._attach_machine_events(ops)
+
+    def _attach_links(self, ops: dict[str, Op]) -> None:
         names = list(ops)
         for r in self.store.read(queries.RCA_OPERATION_DEVIATIONS, ops=names):
             ops[r["operation"]].deviation_types = set(r["own"])
@@ -230,30 +353,12 @@ class RootCauseAnalyzer:
                 _rel("CONSUMED_BY", "in", at),
                 _node("MaterialLot", r["lot"]),
             ]
-            op.factors.append(
-                Factor(
-                    ("MaterialLot", r["lot"]),
-                    "MaterialLot",
-                    r["lot"],
-                    "material_lot",
-                    at,
-                    1.0,
-                    path,
-                )
-            )
+            lot = ("MaterialLot", r["lot"])
+            op.factors.append(Factor(lot, *lot, "material_lot", at, 1.0, path))
             if r["supplier"]:
                 via = path + [_rel("SUPPLIED", "in", None), _node("Supplier", r["supplier"])]
-                op.factors.append(
-                    Factor(
-                        ("Supplier", r["supplier"]),
-                        "Supplier",
-                        r["supplier"],
-                        "supplier",
-                        at,
-                        1.0,
-                        via,
-                    )
-                )
+                supplier = ("Supplier", r["supplier"])
+                op.factors.append(Factor(supplier, *supplier, "supplier", at, 1.0, via))
         for r in self.store.read(queries.RCA_PEOPLE, ops=names):
             op = ops[r["operation"]]
             lapsed = [s for s in r["skills"] if s.get("skill") and not _valid(s, op.start)]
@@ -266,18 +371,8 @@ class RootCauseAnalyzer:
                 _node("Person", r["person"]),
             ]
             cause = "uncertified_operator" if lapsed else "person"
-            op.factors.append(
-                Factor(
-                    ("Person", r["person"]),
-                    "Person",
-                    r["person"],
-                    cause,
-                    op.start,
-                    1.0,
-                    path,
-                    detail,
-                )
-            )
+            person = ("Person", r["person"])
+            op.factors.append(Factor(person, *person, cause, op.start, 1.0, path, detail))
         for r in self.store.read(queries.RCA_UPSTREAM, ops=names):
             op = ops[r["operation"]]
             path = [
@@ -296,33 +391,31 @@ class RootCauseAnalyzer:
                     path,
                 )
             )
+
+    def _attach_machine_events(self, ops: dict[str, Op]) -> None:
+        """The machine, and what happened on it before each operation: a pending missed
+        maintenance, a recent changeover, alarms, failed checklists."""
         machines = sorted({op.machine for op in ops.values() if op.machine})
         starts = [op.start for op in ops.values() if op.start]
         if not machines or not starts:
             return
         span = {
-            "machines": machines,
+            "machines": Rows(machines),
             "since": (min(starts) - self.window).isoformat(),
             "until": max(op.end or op.start for op in ops.values() if op.start).isoformat(),
         }
         by_machine: dict[str, list[Op]] = defaultdict(list)
         for op in ops.values():
             if op.machine:
+                machine = ("Machine", op.machine)
                 op.factors.append(
-                    Factor(
-                        ("Machine", op.machine),
-                        "Machine",
-                        op.machine,
-                        "machine",
-                        op.start,
-                        1.0,
-                        _machine_path(op),
-                    )
+                    Factor(machine, *machine, "machine", op.start, 1.0, _machine_path(op))
                 )
                 by_machine[op.machine].append(op)
         self._maintenance(by_machine, self.store.read(queries.RCA_MAINTENANCE, **span))
         self._changeovers(by_machine, self.store.read(queries.RCA_CHANGEOVERS, **span))
         self._alarms(by_machine, self.store.read(queries.RCA_ALARMS, **span))
+        self._inspections(by_machine, self.store.read(queries.RCA_INSPECTIONS, **span))
 
     def _maintenance(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
         events = _by_machine(rows)
@@ -403,7 +496,7 @@ class RootCauseAnalyzer:
                     ]
                     op.factors.append(
                         Factor(
-                            ("alarm", machine, event["code"]),
+                            ("alarm", machine, event["code"], event["level"]),
                             "Alarm",
                             event["id"],
                             "alarm",
@@ -414,15 +507,112 @@ class RootCauseAnalyzer:
                         )
                     )
 
+    def _inspections(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
+        events = _by_machine(rows, lambda r: r["failed"] > 0)
+        for machine, ops in by_machine.items():
+            for op in ops:
+                if not op.start:
+                    continue
+                recent = [
+                    e
+                    for e in events.get(machine, [])
+                    if op.start - INSPECTION_REACH <= e["at"] <= (op.end or op.start)
+                ]
+                for event in recent[-1:]:
+                    path = _machine_path(op) + [
+                        _rel("INSPECTED", "in", event["at"]),
+                        _node("Inspection", event["id"]),
+                    ]
+                    op.factors.append(
+                        Factor(
+                            ("inspection", machine, event["template"] or ""),
+                            "Inspection",
+                            event["id"],
+                            "failed_checklist",
+                            event["at"],
+                            1.0,
+                            path,
+                            f"{event['failed']} failed in {event['title'] or 'a checklist'}",
+                        )
+                    )
+
+    def _exposure(
+        self, bucket: int, classes: Iterable[tuple[str, ...]], window: dict[str, Op]
+    ) -> dict[tuple[str, ...], set[str]]:
+        """The operations each candidate class touched (kept per window bucket)."""
+        reads = {
+            "MaterialLot": queries.RCA_EXPOSURE_LOTS,
+            "Supplier": queries.RCA_EXPOSURE_SUPPLIERS,
+            "Person": queries.RCA_EXPOSURE_PEOPLE,
+            "upstream": queries.RCA_EXPOSURE_UPSTREAM,
+        }
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for cls in classes:
+            if cls[0] in reads and (bucket, cls) not in self._exposures:
+                wanted[cls[0]].append(cls[1])
+        if wanted:
+            starts = [op.start for op in window.values() if op.start]
+            since, until = min(starts).isoformat(), max(starts).isoformat()
+            for kind, keys in wanted.items():
+                found: dict[str, set[str]] = {key: set() for key in keys}
+                rows = self.store.read(reads[kind], keys=Rows(keys), since=since, until=until)
+                for r in rows:
+                    found[r["key"]].add(r["operation"])
+                    if r.get("lot"):
+                        self._batches[(bucket, r["key"])][r["lot"]].add(r["operation"])
+                for key, ids in found.items():
+                    self._exposures[(bucket, (kind, key))] = ids
+        return {cls: self._exposures.get((bucket, cls), set()) for cls in classes}
+
+    def _bad(
+        self, window: dict[str, Op], kinds: set[str], level: str, around: datetime
+    ) -> frozenset[str]:
+        """The window's operations that showed the same kind of deviation."""
+        if level == "machine":
+            key = (tuple(sorted(kinds)), int(around.timestamp() // 86400))
+            if key not in self._machine_deviations:
+                rows = self.store.read(
+                    queries.RCA_MACHINE_DEVIATIONS,
+                    types=sorted(kinds),
+                    since=(around - 2 * self.window).isoformat(),
+                    until=(around + 2 * self.window).isoformat(),
+                )
+                self._machine_deviations[key] = [
+                    (r["machine"], as_utc(r["at"])) for r in rows if as_utc(r["at"])
+                ]
+            events: dict[str, list[datetime]] = defaultdict(list)
+            for machine, at in self._machine_deviations[key]:
+                events[machine].append(at)
+            return frozenset(
+                k
+                for k, op in window.items()
+                if op.start
+                and any(
+                    op.start - ALARM_REACH <= at <= (op.end or op.start)
+                    for at in events.get(op.machine or "", ())
+                )
+            )
+        return frozenset(
+            k
+            for k, op in window.items()
+            if (op.deviation_types | (op.order_deviation_types if level == "order" else set()))
+            & kinds
+        )
+
     # -- scoring ------------------------------------------------------------------------------
 
     def analyze(self, deviation_id: str) -> RcaResult:
         """Rank the likely causes of one deviation."""
         deviation = self._deviation(deviation_id)
         if not deviation["operations"]:
+            if deviation["machine_level"]:
+                raise RcaError(
+                    f"{deviation_id} is about machine {deviation['machines'][0]}, but no "
+                    "operation ran on it then; root causes are traced through the work"
+                )
             raise RcaError(
-                f"{deviation_id} is about no operation or order; root-cause analysis traces "
-                "deviations of production work (scrap, out of spec, late or short orders)"
+                f"{deviation_id} is about no operation, order or machine; root-cause "
+                "analysis traces deviations of production work and machines"
             )
         targets = self.operations(
             self.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
@@ -430,14 +620,27 @@ class RootCauseAnalyzer:
         around = as_utc(deviation["start"]) or next(
             (op.start for op in targets.values() if op.start), datetime.now(UTC)
         )
-        stratum, notes = self._stratum(targets, around)
-        self.attach_factors({k: v for k, v in targets.items() if k not in stratum})
-        for name in list(targets):
-            if name in stratum:
-                targets[name] = stratum[name]
-        # An operation-level deviation is compared with operations that deviated themselves;
-        # an order-level one (late, short) also with operations of orders that did.
-        causes = self._rank(targets, stratum, family(deviation["type"]), deviation["order_level"])
+        level = (
+            "order"
+            if deviation["order_level"]
+            else "machine"
+            if deviation["machine_level"]
+            else "operation"
+        )
+        window, notes, bucket = self._window(around)
+        notes = list(notes)
+        for name, op in targets.items():
+            if name in window:
+                op.step = window[name].step
+        self._attach_links(targets)
+        self._attach_machine_events(targets)
+        candidates, exposed = self._candidates(targets, window, bucket)
+        # The deviating work is data too: counted with everything else, it adds one deviating
+        # operation to each of its candidates, which the prior keeps from deciding alone.
+        comparison = {**window, **{k: window.get(k, op) for k, op in targets.items()}}
+        bad = self._bad(comparison, family(deviation["type"]), level, around) | set(targets)
+        self._count(candidates, exposed, comparison, frozenset(bad), around)
+        causes, rest = self._rank(candidates, comparison)
         subjects = {
             "operations": sorted(targets),
             "orders": sorted({op.order for op in targets.values() if op.order}),
@@ -446,6 +649,14 @@ class RootCauseAnalyzer:
                 {f.key for op in targets.values() for f in op.factors if f.label == "MaterialLot"}
             ),
         }
+        clear = bool(causes) and causes[0].confidence >= CLEAR
+        if not clear:
+            nearest = ", ".join(f"{c.label} {c.key}" for c in (causes + rest)[:3])
+            notes.append(
+                "no clear cause: nothing the work was exposed to deviated clearly more often "
+                "than the rest of the plant"
+                + (f"; nearest candidates: {nearest}" if nearest else "")
+            )
         return RcaResult(
             deviation_id,
             deviation["type"],
@@ -453,59 +664,223 @@ class RootCauseAnalyzer:
             subjects,
             causes[: self.top],
             notes=notes,
+            clear=clear,
+            candidates=rest,
         )
 
-    def _rank(
-        self, targets: dict[str, Op], stratum: dict[str, Op], kinds: set[str], order_level: bool
-    ) -> list[Cause]:
-        comparison = {k: v for k, v in stratum.items() if k not in targets}
-        deviating = [
-            k for k, op in comparison.items()
-            if (op.deviation_types | (op.order_deviation_types if order_level else set())) & kinds
-        ]  # fmt: skip
-        base = (len(deviating) + 0.5) / (len(comparison) + 1)
-        graph = nx.Graph()
-        exposure: dict[tuple, list[str]] = defaultdict(list)
-        for name, op in comparison.items():
-            graph.add_node(("op", name))
-            for factor in op.factors:
-                graph.add_edge(("op", name), ("factor", factor.cls), weight=factor.weight)
-                exposure[factor.cls].append(name)
-        candidates: dict[tuple, tuple[Factor, Op]] = {}
+    def _candidates(
+        self, targets: dict[str, Op], window: dict[str, Op], bucket: int
+    ) -> tuple[list[_Candidate], dict[tuple, set[str]]]:
+        """The target's factors as candidates, and the operations each class (candidates and
+        symptoms) touched."""
+        found: dict[tuple, _Candidate] = {}
+        symptoms: list[tuple[Factor, Op]] = []
         for op in targets.values():
             for factor in op.factors:
                 if op.end and factor.at and factor.at > op.end:
                     continue  # after the effect: never a cause
-                best = candidates.get(factor.cls)
-                if best is None or factor.weight > best[0].weight:
-                    candidates[factor.cls] = (factor, op)
-        for cls in candidates:
-            graph.add_node(("factor", cls))
-        relative = _relative_ppr(graph, deviating, list(comparison))
-        bad_ops = set(deviating)
-        causes = []
-        for cls, (factor, op) in candidates.items():
-            exposed = set(exposure.get(cls, []))
-            score = relative.get(("factor", cls), 0.0) * factor.weight
-            causes.append(_cause(factor, op, score, len(exposed & bad_ops), len(exposed), base))
-        causes.sort(key=lambda c: (-c.score, -c.deviating, c.label, c.key))
-        return causes
+                if factor.cls[0] in SYMPTOMS:
+                    symptoms.append((factor, op))
+                elif factor.cls not in found:
+                    found[factor.cls] = _Candidate(factor.cls, factor, op)
+        machines = {op.machine for op in targets.values() if op.machine}
+        on_machines = {k: op for k, op in window.items() if op.machine in machines}
+        fresh = {
+            k: op for k, op in on_machines.items() if op.machine not in self._with_events[bucket]
+        }
+        if fresh:
+            self._attach_machine_events(fresh)
+            self._with_events[bucket] |= {op.machine for op in fresh.values()}
+        by_class: dict[tuple, set[str]] = defaultdict(set)
+        for name, op in on_machines.items():
+            by_class[("Machine", op.machine)].add(name)
+            for factor in op.factors:
+                by_class[factor.cls].add(name)
+        exposure = self._exposure(bucket, list(found), window)
+        exposed = {**by_class, **{k: v for k, v in exposure.items() if v}}
+        exposed.update(self._pooled({_pool(f.cls) for f, _ in symptoms}, window))
+        for candidate in found.values():
+            candidate.flags = self._flags(candidate, window, exposed)
+            if candidate.factor.label == "Supplier":
+                candidate.batches = self._batches.get((bucket, candidate.factor.key), {})
+            # A machine's symptoms support what is about the machine: the machine itself, a
+            # maintenance missed on it, its changeovers.
+            if candidate.factor.label in ("Machine", "MaintenanceEvent", "Changeover"):
+                for factor, op in symptoms:
+                    known = {s.cls for s in candidate.symptoms}
+                    if op.machine == candidate.op.machine and factor.cls not in known:
+                        candidate.symptoms.append(factor)
+        return list(found.values()), exposed
+
+    def _pooled(self, pools: set[tuple[str, ...]], window: dict[str, Op]) -> dict[tuple, set[str]]:
+        """For each kind of symptom (an alarm code and level, a checklist template failed),
+        the window's operations whose machine showed it, on any machine of the plant."""
+        codes = sorted({p[1] for p in pools if p[0] == "alarm"})
+        templates = sorted({p[1] for p in pools if p[0] == "inspection"})
+        starts = [op.start for op in window.values() if op.start]
+        if not pools or not starts:
+            return {}
+        span = {"since": (min(starts) - INSPECTION_REACH).isoformat()}
+        span["until"] = max(op.end or op.start for op in window.values() if op.start).isoformat()
+        events: list[tuple[tuple, str, datetime, timedelta]] = []
+        if codes:
+            for r in self.store.read(queries.RCA_ALARMS_LIKE, codes=Rows(codes), **span):
+                if as_utc(r["at"]):
+                    pool = ("alarm", r["code"], r["level"])
+                    events.append((pool, r["machine"], as_utc(r["at"]), ALARM_REACH))
+        if templates:
+            rows = self.store.read(
+                queries.RCA_FAILED_INSPECTIONS_LIKE, templates=Rows(templates), **span
+            )
+            for r in rows:
+                if as_utc(r["at"]):
+                    pool = ("inspection", r["template"])
+                    events.append((pool, r["machine"], as_utc(r["at"]), INSPECTION_REACH))
+        by_machine: dict[str, list[Op]] = defaultdict(list)
+        for op in window.values():
+            if op.machine and op.start:
+                by_machine[op.machine].append(op)
+        for ops in by_machine.values():
+            ops.sort(key=lambda o: o.start)
+        found: dict[tuple, set[str]] = {pool: set() for pool in pools}
+        for pool, machine, at, reach in events:
+            if pool not in found:
+                continue
+            ops = by_machine.get(machine, [])
+            # operations that started up to a day before the event and at most `reach` after
+            first = bisect_left([o.start for o in ops], at - timedelta(days=1))
+            for op in ops[first:]:
+                if op.start > at + reach:
+                    break
+                if op.start - reach <= at <= (op.end or op.start):
+                    found[pool].add(op.operation)
+        return found
+
+    def _flags(
+        self, candidate: _Candidate, window: dict[str, Op], exposed: dict[tuple, set[str]]
+    ) -> list[str]:
+        """What the records say beside the counts: extra evidence, never the only one."""
+        factor, op = candidate.factor, candidate.op
+        flags = [factor.detail] if factor.detail else []
+        if factor.label == "Person" and op.start and op.step:
+            earlier = [
+                o
+                for o in exposed.get(candidate.cls, ())
+                if o in window
+                and window[o].step == op.step
+                and window[o].start
+                and window[o].start < op.start
+            ]
+            if len(earlier) < 3:
+                flags.append(f"new to {op.step}: {len(earlier)} earlier run(s) in the window")
+        return flags
+
+    def _count(
+        self,
+        candidates: list[_Candidate],
+        exposed: dict[tuple, set[str]],
+        comparison: dict[str, Op],
+        bad: frozenset[str],
+        around: datetime,
+    ) -> None:
+        everything = frozenset(comparison)
+        local = frozenset(
+            k for k, op in comparison.items() if op.start and abs(op.start - around) <= self.local
+        )
+        steps: dict[str | None, set[str]] = defaultdict(set)
+        for k, op in comparison.items():
+            steps[op.step].add(k)
+        for candidate in candidates:
+            step = frozenset(steps.get(candidate.op.step, ())) if candidate.op.step else None
+            own = candidate.touched = frozenset(exposed.get(candidate.cls, ())) & everything
+            if candidate.batches:
+                # A supplier is judged on more than one batch: its worst batch that this work
+                # did not use is left out (a bad batch is the lot's problem, a candidate
+                # of its own where it was used).
+                used = {f.key for f in candidate.op.factors if f.label == "MaterialLot"}
+                others = [ids for lot, ids in candidate.batches.items() if lot not in used]
+                if others:
+                    own -= max(others, key=lambda ids: (len(ids & bad), len(ids)))
+            ways: list[tuple[frozenset[str], Factor | None]] = [(own, None)]
+            for symptom in candidate.symptoms:
+                if candidate.factor.label == "Machine":  # the machine's, and the plant's
+                    for cls in (symptom.cls, _pool(symptom.cls)):
+                        ways.append((frozenset(exposed.get(cls, ())) & everything, symptom))
+                else:  # what is about the machine: its own work that showed the symptom
+                    ways.append((frozenset(exposed.get(symptom.cls, ())) & own, symptom))
+            for ids, via in ways:
+                for view, reference in (("window", everything), ("local", local)):
+                    candidate.counts.append(_Count(view, ids & reference, reference, bad, via))
+                    if step is not None:
+                        ref = reference & step
+                        candidate.counts.append(
+                            _Count(f"{view}, same step", ids & ref, ref, bad, via)
+                        )
+            candidate.rank()
+
+    def _rank(
+        self, candidates: list[_Candidate], comparison: dict[str, Op]
+    ) -> tuple[list[Cause], list[Cause]]:
+        elevated = [c for c in candidates if c.best is not None and c.score > 0]
+        timeline = sorted((op.start, k) for k, op in comparison.items() if op.start)
+        starts = [t for t, _ in timeline]
+
+        def during(ids: frozenset[str]) -> frozenset[str]:
+            """The operations that ran while a candidate's own did (a day either side)."""
+            times = [comparison[k].start for k in ids if comparison[k].start]
+            if not times:
+                return frozenset()
+            low = bisect_left(starts, min(times) - timedelta(days=1))
+            high = bisect_left(starts, max(times) + timedelta(days=1))
+            return frozenset(k for _, k in timeline[low:high])
+
+        for a in elevated:
+            for b in elevated:
+                if a is b or a.explained_by or b.explained_by:
+                    continue
+                if not a.best.exposed & b.touched:
+                    continue
+                # B explains A when B stays elevated on its own work while A's ran, and A
+                # does not on its work while B's ran (a machine bad at another time does not
+                # explain a lot).
+                alone_a = a.best.score(exclude=b.touched, within=during(b.touched))[0] > 0
+                alone_b = b.best.score(exclude=a.touched, within=during(a.touched))[0] > 0
+                if alone_b and not alone_a:
+                    a.explained_by = b
+                elif not alone_a and not alone_b and _sharper(a, b):
+                    b.explained_by = a
+        scores = []
+        for candidate in candidates:
+            score, exclude = candidate.score, frozenset()
+            if candidate.explained_by is not None:
+                exclude = candidate.explained_by.touched
+                score = min(score, candidate.best.score(exclude=exclude)[0])
+            scores.append((candidate, score, exclude))
+        confidence = _confidence([(c.best, exclude) for c, _, exclude in scores])
+        causes, rest = [], []
+        for (candidate, score, exclude), p in zip(scores, confidence, strict=True):
+            cause = _cause(candidate, score, p, exclude)
+            elevated_rate = cause.exposed and cause.deviating / cause.exposed > cause.base_rate
+            (causes if score > 0 and elevated_rate else rest).append(cause)
+        order = lambda c: (-c.score, -c.confidence, c.label, c.key)  # noqa: E731
+        return sorted(causes, key=order), sorted(rest, key=order)
 
     # -- running over many, persisting ----------------------------------------------------------
 
     def persist(self, result: RcaResult, run_id: str | None = None) -> str:
-        """Replace the deviation's inferred edges: CAUSED_BY to the top cause, CONTRIBUTED_TO
-        to the rest. Re-running replaces, never duplicates."""
+        """Replace the deviation's inferred edges: CAUSED_BY to the top cause when it stands
+        out, CONTRIBUTED_TO to the other causes. Re-running replaces, never duplicates."""
         run_id = run_id or f"rca-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         now = datetime.now(UTC).isoformat()
 
         def work(tx: Any) -> None:
             tx.run(queries.RCA_FORGET, id=result.deviation).consume()
             for rank, cause in enumerate(result.causes, start=1):
-                rel_type = "CAUSED_BY" if rank == 1 else "CONTRIBUTED_TO"
+                rel_type = "CAUSED_BY" if rank == 1 and result.clear else "CONTRIBUTED_TO"
                 rel_spec("Deviation", rel_type, cause.label)  # only declared relationships
                 props = {
                     "score": cause.score,
+                    "confidence": cause.confidence,
                     "rank": rank,
                     "method": result.method,
                     "run_id": run_id,
@@ -578,6 +953,40 @@ class RootCauseAnalyzer:
         return {"selected": len(ids), "analysed": analysed, "shared_causes": shared}
 
 
+def _sharper(a: _Candidate, b: _Candidate) -> bool:
+    """Of two candidates neither of which is elevated without the other, whether ``a`` is the
+    better explanation: nested in ``b`` and smaller (a lot within its supplier, a changeover
+    within its machine's work), or touching the same work by a direct link where ``b``'s is
+    indirect (the machine, not the upstream machine that always fed it)."""
+    shared = len(a.touched & b.touched)
+    inside, around = shared >= NESTED * len(a.touched), shared >= NESTED * len(b.touched)
+    if inside and around:
+        return b.factor.cause_type in INDIRECT and a.factor.cause_type not in INDIRECT
+    return inside and len(a.touched) < len(b.touched)
+
+
+def _pool(cls: tuple[str, ...]) -> tuple[str, ...]:
+    """A symptom's kind without its machine (``("alarm", code, level)``)."""
+    return (cls[0], *cls[2:])
+
+
+def _confidence(counts: list[tuple[_Count | None, frozenset[str]]]) -> list[float]:
+    """Posterior probability that each candidate has the largest positive excess rate."""
+    if not counts:
+        return []
+    rng = np.random.default_rng(0)
+    draws = np.zeros((DRAWS, len(counts) + 1))  # the last column: "none of them"
+    for i, (count, exclude) in enumerate(counts):
+        if count is None:
+            draws[:, i] = -1.0
+            continue
+        ids = count.exposed - exclude
+        a, b = _posterior(len(ids & count.bad), len(ids), count.base)
+        draws[:, i] = rng.beta(a, b, DRAWS) - count.base
+    wins = np.bincount(draws.argmax(axis=1), minlength=len(counts) + 1)
+    return [float(w) / DRAWS for w in wins[:-1]]
+
+
 def _by_machine(
     rows: list[dict[str, Any]], keep: Callable[[dict[str, Any]], bool] = lambda _: True
 ) -> dict[str, list[dict[str, Any]]]:
@@ -590,26 +999,6 @@ def _by_machine(
     for history in events.values():
         history.sort(key=lambda e: e["at"])
     return events
-
-
-def _relative_ppr(graph: nx.Graph, deviating: list[str], comparison: list[str]) -> dict:
-    """PageRank restarting at deviating operations over PageRank restarting anywhere."""
-    if not deviating or graph.number_of_edges() == 0:
-        return {}
-
-    def ppr(seeds: list[str]) -> dict:
-        weight = 1.0 / len(seeds)
-        return nx.pagerank(
-            graph, alpha=0.85, weight="weight", personalization={("op", s): weight for s in seeds}
-        )
-
-    bad, everywhere = ppr(deviating), ppr(comparison)
-    floor = 1.0 / max(graph.number_of_nodes(), 1) * 1e-3
-    return {
-        node: (bad[node] + floor) / (everywhere[node] + floor)
-        for node in graph
-        if node[0] == "factor"
-    }
 
 
 def _valid(skill: dict[str, Any], at: datetime | None) -> bool:
@@ -635,87 +1024,88 @@ def _machine_path(op: Op) -> list[dict[str, Any]]:
     ]
 
 
-def _cause(factor: Factor, op: Op, score: float, bad: int, exposed: int, base: float) -> Cause:
+def _cause(candidate: _Candidate, score: float, confidence: float, exclude: frozenset) -> Cause:
+    factor, op, count = candidate.factor, candidate.op, candidate.best
     deviation_path = [{"label": "Deviation", "key": "(this)"}, _rel("ABOUT", "out", op.start)]
-    share = (
-        f"{bad} of {exposed} comparable operations exposed to it deviated"
-        if exposed
-        else ("no other comparable operation was exposed to it")
-    )
     status = (factor.detail.split() or ["missed"])[-1]
     what = {
         "material_lot": f"Lot {factor.key} was consumed by {op.operation}",
         "supplier": f"Supplier {factor.key} delivered the lot consumed by {op.operation}",
         "person": f"{factor.key} performed {op.operation}",
-        "uncertified_operator": f"{factor.key} performed {op.operation} ({factor.detail})",
+        "uncertified_operator": f"{factor.key} performed {op.operation}",
         "machine": f"{op.operation} ran on {factor.key}",
         "missed_maintenance": f"{factor.key} on {op.machine} was {status} before {op.operation}",
         "changeover": f"Changeover {factor.key} on {op.machine} ({factor.detail}) just before "
         f"{op.operation}",
-        "alarm": f"{factor.detail} on {op.machine} around {op.operation}",
         "upstream_operation": f"Upstream operation {factor.key} fed {op.operation}",
     }.get(factor.cause_type, f"{factor.label} {factor.key}")
-    return Cause(
-        factor.label,
-        factor.key,
-        factor.cause_type,
-        score,
-        bad,
-        exposed,
-        base,
-        [deviation_path + factor.path],
-        f"{what}; {share} (base rate {base:.0%}).",
+    evidence = [deviation_path + factor.path]
+    evidence += [deviation_path + s.path for s in candidate.symptoms[:3]]
+    if count is None:
+        return Cause(
+            factor.label, factor.key, factor.cause_type, score, 0, 0, 0.0, evidence,
+            f"{what}; no other operation in the window was exposed to it.", confidence,
+        )  # fmt: skip
+    ids = count.exposed - exclude
+    bad, exposed = len(ids & count.bad), len(ids)
+    where = "" if count.view == "window" else f" ({count.view})"
+    via = f" with {count.via.detail}" if count.via is not None else ""
+    share = (
+        f"{bad} of {exposed} operations{via}{where} deviated, this one included "
+        f"(reference {count.base:.0%})"
     )
+    if candidate.explained_by is not None:
+        other = candidate.explained_by.factor
+        share += f"; without those of {other.label} {other.key}"
+    flags = "".join(f"; {flag}" for flag in candidate.flags)
+    symptoms = sorted({s.detail for s in candidate.symptoms if s.detail})
+    seen = f"; symptoms: {', '.join(symptoms[:3])}" if symptoms else ""
+    return Cause(
+        factor.label, factor.key, factor.cause_type, score, bad, exposed, count.base, evidence,
+        f"{what}; {share}{flags}{seen}.", confidence,
+    )  # fmt: skip
 
 
 # -- baselines (benchmarks/rca_accuracy.py) -------------------------------------------------------
 
 
 def baseline_rankings(
-    analyzer: RootCauseAnalyzer, deviation_id: str, rng: random.Random
+    analyzer: RootCauseAnalyzer, deviation_id: str, days: float = 7.0
 ) -> dict[str, list[tuple[str, str]]]:
-    """Rankings by the simple methods RCA must beat, on the same candidates."""
+    """The candidates ranked by the contrast statistic RCA must beat: for each entity the
+    deviation's work touched, the Laplace-smoothed deviation rate of all operations that
+    touched it (itself included), over the analyzer's window and within ``days``."""
     deviation = analyzer._deviation(deviation_id)
     targets = analyzer.operations(
         analyzer.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
     )
     around = as_utc(deviation["start"]) or datetime.now(UTC)
-    stratum, _ = analyzer._stratum(targets, around)
-    for name in list(targets):
-        if name in stratum:
-            targets[name] = stratum[name]
-    kinds = family(deviation["type"])
-    comparison = {k: v for k, v in stratum.items() if k not in targets}
-    factors = {}
-    for op in targets.values():
+    window, _, bucket = analyzer._window(around)
+    analyzer._attach_links(targets)
+    analyzer._attach_machine_events(targets)
+    candidates, exposed = analyzer._candidates(targets, window, bucket)
+    level = (
+        "order" if deviation["order_level"] else "machine" if deviation["machine_level"] else "op"
+    )
+    bad = analyzer._bad(window, family(deviation["type"]), level, around)
+    bad |= frozenset(targets)
+    per_key: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for name, op in window.items():
         for factor in op.factors:
-            if not (op.end and factor.at and factor.at > op.end):
-                factors.setdefault((factor.label, factor.key), (factor, op))
-    exposure: dict[tuple, list[Op]] = defaultdict(list)
-    for op in comparison.values():
-        for factor in op.factors:
-            exposure[(factor.label, factor.key)].append(op)
+            per_key[(factor.label, factor.key)].add(name)
+    rankings = {}
+    for name, reach in (("contrast", analyzer.window), (f"contrast ±{days:g}d", timedelta(days))):
+        near = {k for k, op in window.items() if op.start and abs(op.start - around) <= reach}
 
-    def rate(key: tuple[str, str]) -> float:
-        ops = exposure.get(key, [])
-        return sum(1 for o in ops if o.deviation_types & kinds) / len(ops) if ops else 0.0
+        def rate(c: _Candidate, near: set[str] = near) -> float:
+            key = (c.factor.label, c.factor.key)
+            if c.factor.label in ("MaintenanceEvent", "Changeover"):
+                ids = per_key.get(key, set())
+            else:
+                ids = exposed.get(c.cls, set())
+            ids = (ids & near) | set(targets)
+            return (len(ids & bad) + 1) / (len(ids) + 2)
 
-    def frequency(key: tuple[str, str]) -> int:
-        return sum(1 for o in exposure.get(key, []) if o.deviation_types & kinds)
-
-    events = [
-        k
-        for k, (f, _) in factors.items()
-        if f.cause_type in ("missed_maintenance", "changeover", "alarm")
-    ]
-    keys = list(factors)
-    shuffled = keys[:]
-    rng.shuffle(shuffled)
-    return {
-        "contrast": sorted(keys, key=lambda k: -rate(k)),
-        "frequency": sorted(keys, key=lambda k: -frequency(k)),
-        "recency": sorted(
-            events, key=lambda k: factors[k][0].at or datetime.min.replace(tzinfo=UTC), reverse=True
-        ),
-        "random": shuffled,
-    }
+        ranked = sorted(candidates, key=lambda c: (-rate(c), c.factor.label, c.factor.key))
+        rankings[name] = [(c.factor.label, c.factor.key) for c in ranked]
+    return rankings

@@ -15,8 +15,12 @@ Injected causes (each in every block of three lines):
 - ``changeover_drift``: after some changeovers on a lathe the first order runs with a drifted
   temperature and fails its diameter checks.
 
-Noise: a small base scrap everywhere, random scrap spikes, short unplanned stops, coolant
-warnings, and red herrings (a supplier that delivers most lots, an operator on most shifts).
+Noise: a small base scrap everywhere, random scrap spikes (deviations no cause explains,
+listed as ``unexplained`` in the ground truth), short unplanned stops, coolant warnings, and
+red herrings (a supplier that delivers most lots, an operator on most shifts).
+
+``variants`` switch on what real plants' exports lack or contain (``VARIANTS``), so that
+root-cause analysis is measured on a family of plants rather than on one generator setting.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import random
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,6 +101,28 @@ LAST = (
     "Adler",
 )
 SAP_DATE = "/Date({})/"
+VARIANTS = {
+    "no-machine-types": "the equipment master carries no machine types (SAP work centers and "
+    "MTConnect devices have none)",
+    "no-certifications": "no skills matrix: nobody's certifications are known",
+    "no-maintenance-records": "no CMMS export: preventive maintenance is seen only as periodic "
+    "SafetyCulture checklists, a skipped one as a missing checklist",
+    "dominant-supplier": "one supplier per material delivers most lots, the bad batch among them",
+    "alarm-noise": "warnings of every code on every machine, unrelated to quality",
+    "busy-operators": "one operator per line works on most shifts, both crews",
+    "degrading-machines": "a lathe or grinder per block of lines degrades for about two weeks and "
+    "recovers, with no record saying why",
+    "new-operators": "an operator moved to milling with no experience or certification record "
+    "scraps more in the first weeks",
+    "unexplained": "about 3 % more operations deviate for no recorded reason",
+}
+NOISE_ALARMS = (
+    ("COOLANT_LOW", "Coolant level low"),
+    ("SPINDLE_VIB", "Spindle vibration high"),
+    ("AXIS_LOAD", "Axis load high"),
+    ("DOOR_INTERLOCK", "Door opened during cycle"),
+    ("LUBE_PRESSURE", "Lubrication pressure low"),
+)
 
 
 def _ms(moment: datetime) -> str:
@@ -188,10 +215,25 @@ class Cause:
 class DemoPlant:
     """Builds and simulates the plant in memory; ``write`` turns it into source files."""
 
-    def __init__(self, seed: int = 7, scale: float = 1.0, weeks: int = 6) -> None:
+    def __init__(
+        self,
+        seed: int = 7,
+        scale: float = 1.0,
+        weeks: int = 6,
+        variants: Iterable[str] = (),
+    ) -> None:
         if scale <= 0 or weeks < 3:
             raise ValueError("scale must be positive and weeks at least 3")
+        self.variants = frozenset(variants)
+        unknown = sorted(self.variants - set(VARIANTS))
+        if unknown:
+            raise ValueError(
+                f"unknown demo variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}"
+            )
         self.rng = random.Random(seed)
+        # Variants draw from their own generator so that switching one on leaves the rest of
+        # the plant as it was.
+        self.vrng = random.Random(seed * 7919 + 17)
         self.seed, self.scale, self.weeks = seed, scale, weeks
         self.lines = list(range(1, max(1, round(3 * scale)) + 1))
         self.machines: dict[str, tuple[int, str, str]] = {}  # id -> line, kind, skill
@@ -206,6 +248,7 @@ class DemoPlant:
         self.stops: list[tuple[str, datetime, datetime, str]] = []  # machine, start, end, reason
         self.alarms: list[tuple[str, str, str, str, datetime, datetime]] = []
         self.audits: list[dict[str, Any]] = []
+        self.floaters: dict[int, str] = {}  # line -> operator on most shifts (busy-operators)
         self.causes: list[Cause] = []
         self._build()
         self._simulate()
@@ -246,6 +289,18 @@ class DemoPlant:
                     }
                     members.append(pid)
                 self.crews[(line, crew)] = members
+        if "busy-operators" in self.variants:
+            for line in self.lines:
+                pid = f"{person:08d}"
+                person += 1
+                self.people[pid] = {
+                    "name": f"{self.vrng.choice(FIRST)} {self.vrng.choice(LAST)}",
+                    "role": "machine operator",
+                    "skills": {s: (4, "yes", START + timedelta(days=400)) for s in
+                               ("CNC-MILL", "CNC-TURN", "GRIND")},
+                    "user": f"user_{self.vrng.getrandbits(64):016x}",
+                }  # fmt: skip
+                self.floaters[line] = pid
         self.engineer = "00003310"
         self.people[self.engineer] = {
             "name": "Mira Sahin",
@@ -301,6 +356,9 @@ class DemoPlant:
                         s for s, m in self.suppliers.items() if m == material and s in lot_of
                     ]
                     supplier = rng.choice(candidates)
+                    dominant = self._dominant(material)
+                    if dominant in candidates and self.vrng.random() < 0.8:
+                        supplier = dominant
                     order = Order(
                         str(order_number),
                         line,
@@ -316,10 +374,23 @@ class DemoPlant:
             self._maintenance_day(d, day, injected)
             self._audits(day, injected)
 
+    def _dominant(self, material: str) -> str | None:
+        """The supplier delivering most lots of a material (dominant-supplier variant)."""
+        if "dominant-supplier" not in self.variants:
+            return None
+        return next(s for s, m in self.suppliers.items() if m == material)
+
     def _choose_causes(self) -> dict[str, Any]:
         """Pick, per block of three lines, the entities behind each injected cause."""
         rng = self.rng
-        chosen: dict[str, Any] = {"bad_lots": {}, "worn": {}, "uncertified": {}, "drift": {}}
+        chosen: dict[str, Any] = {
+            "bad_lots": {},
+            "worn": {},
+            "uncertified": {},
+            "drift": {},
+            "degrading": {},
+            "new": {},
+        }
         for block in range(max(1, len(self.lines) // 3)):
             lines = self.lines[3 * block : 3 * block + 3]
             # worn tool: a mill whose first preventive maintenance after week 2 is missed
@@ -337,6 +408,21 @@ class DemoPlant:
             # drift: the lathe of a line, after changeovers
             lathe = f"M-{100 * rng.choice(lines) + 3}"
             chosen["drift"][lathe] = 0
+            workdays = 5 * self.weeks
+            vrng = self.vrng
+            if "degrading-machines" in self.variants:
+                options = [f"M-{100 * line + k}" for line in lines for k in (3, 4)]
+                machine = vrng.choice([m for m in options if m != lathe])
+                begin = vrng.randint(workdays // 5, workdays // 2)
+                chosen["degrading"][machine] = (begin, begin + 10)
+            if "new-operators" in self.variants:
+                line = vrng.choice(lines)
+                crew = vrng.choice(("A", "B"))
+                members = [p for p in self.crews[(line, crew)] if p not in chosen["uncertified"]]
+                person = vrng.choice(members)
+                self.people[person]["skills"].pop("CNC-MILL", None)
+                begin = vrng.randint(workdays // 4, workdays // 2)
+                chosen["new"][person] = (begin, begin + 10)
         return chosen
 
     def _operations(
@@ -358,6 +444,7 @@ class DemoPlant:
             machine = f"M-{100 * line + k}"
             kind = self.machines[machine][1]
             person = members[(k + shift_start.day) % len(members)]
+            person = self._assign(person, members, line, kind, shift_start, injected)
             duration = timedelta(minutes=rng.randint(100, 140))
             op = Operation(
                 order.order_id,
@@ -399,6 +486,24 @@ class DemoPlant:
             t = op.end + timedelta(minutes=rng.randint(5, 15))
             plan += timedelta(minutes=160)
 
+    def _assign(
+        self,
+        person: str,
+        members: list[str],
+        line: int,
+        kind: str,
+        at: datetime,
+        injected: dict[str, Any],
+    ) -> str:
+        """Who runs an operation under the variants: a newcomer to milling runs no mill before
+        the day they move there; a line's floater takes half of all work."""
+        new = injected["new"].get(person)
+        if new and kind == "mill" and _workday(at) < new[0]:
+            person = next(p for p in members if p != person)
+        if line in self.floaters and self.vrng.random() < 0.5:
+            person = self.floaters[line]
+        return person
+
     def _effects(self, op: Operation, injected: dict[str, Any]) -> None:
         rng = self.rng
         day = _workday(op.start)
@@ -410,6 +515,24 @@ class DemoPlant:
             op.vibration = True
         if op.kind == "mill" and op.person in injected["uncertified"] and rng.random() < 0.65:
             op.causes.add(f"uncertified_operator:{op.person}")
+        vrng = self.vrng
+        window = injected["degrading"].get(op.machine)
+        if window and window[0] <= day < window[1]:
+            # wear builds up over the period: ever more of the work goes wrong
+            progress = (day - window[0] + 1) / (window[1] - window[0])
+            if vrng.random() < 0.35 + 0.5 * progress:
+                op.causes.add(f"machine_degradation:{op.machine}")
+                op.temperature_shift = max(op.temperature_shift, vrng.uniform(2, 4))
+            if vrng.random() < 0.5:
+                at = op.start + timedelta(minutes=vrng.randint(5, 90))
+                self.alarms.append(
+                    (op.machine, "AXIS_LOAD", "Warning", "Axis load high", at,
+                     at + timedelta(minutes=vrng.randint(3, 15)))
+                )  # fmt: skip
+        window = injected["new"].get(op.person)
+        if window and op.kind == "mill" and window[0] <= day < window[1]:
+            if vrng.random() < 0.6:
+                op.causes.add(f"new_operator:{op.person}")
         if op.causes:
             op.scrap = max(op.scrap, round(op.quantity * rng.uniform(0.07, 0.15)))
 
@@ -420,7 +543,8 @@ class DemoPlant:
             supplier, material, received = self.lots[lot]
             index = list(self.suppliers).index(supplier)
             day = (received - START).days
-            block_first = index % 2 == 1  # the less frequent supplier of each pair
+            # the less frequent supplier of each pair, or the dominant one when there is one
+            block_first = index % 2 == (0 if self._dominant(material) else 1)
             marks[lot] = (
                 block_first
                 and 0.3 * 7 * self.weeks <= day <= 0.6 * 7 * self.weeks
@@ -433,6 +557,8 @@ class DemoPlant:
         if not op.causes:
             rate = rng.uniform(0.0, 0.006) if rng.random() > 0.03 else rng.uniform(0.05, 0.09)
             op.scrap = round(op.quantity * rate)
+            if "unexplained" in self.variants and self.vrng.random() < 0.03:
+                op.scrap = round(op.quantity * self.vrng.uniform(0.07, 0.15))
 
     def _quality(self, op: Operation) -> None:
         rng = self.rng
@@ -442,7 +568,10 @@ class DemoPlant:
         for n in (1, 2):
             shift = 0.0
             if any(
-                c.startswith(("supplier_lot", "worn_tool", "changeover_drift")) for c in op.causes
+                c.startswith(
+                    ("supplier_lot", "worn_tool", "changeover_drift", "machine_degradation")
+                )
+                for c in op.causes
             ):
                 shift = tolerance * rng.uniform(1.1, 1.8) if rng.random() < 0.7 else 0.0
             value = nominal + rng.gauss(0, tolerance / 4) + shift
@@ -467,6 +596,8 @@ class DemoPlant:
                 continue
             window = injected["worn"].get(machine)
             status = "missed" if window and d == window[0] else "done"
+            if status == "done":
+                self._pm_checklist(machine, day + timedelta(hours=5))
             self.maintenance.append(
                 {
                     "maintenance_id": f"PM-{machine}-{day:%Y%m%d}",
@@ -481,6 +612,7 @@ class DemoPlant:
             )
         for machine, (_, repaired) in injected["worn"].items():
             if d == repaired:
+                self._pm_checklist(machine, day + timedelta(hours=4))
                 self.maintenance.append(
                     {
                         "maintenance_id": f"CM-{machine}-{day:%Y%m%d}",
@@ -493,6 +625,16 @@ class DemoPlant:
                         "end": _iso(day + timedelta(hours=5, minutes=50)),
                     }
                 )
+        if "alarm-noise" in self.variants:
+            vrng = self.vrng
+            for machine in self.machines:
+                for _ in range(vrng.choice((0, 1, 1, 2, 3))):
+                    code, message = vrng.choice(NOISE_ALARMS)
+                    at = day + timedelta(hours=vrng.randint(6, 21), minutes=vrng.randint(0, 59))
+                    self.alarms.append(
+                        (machine, code, "Warning", message, at,
+                         at + timedelta(minutes=vrng.randint(3, 30)))
+                    )  # fmt: skip
         if rng.random() < 0.5:
             machine = rng.choice(list(self.machines))
             at = day + timedelta(hours=rng.randint(7, 20), minutes=rng.randint(0, 59))
@@ -507,6 +649,14 @@ class DemoPlant:
                 )
             )
 
+    def _pm_checklist(self, machine: str, at: datetime) -> None:
+        """Maintenance done, as a plant without a CMMS export records it: a checklist."""
+        if "no-maintenance-records" in self.variants:
+            self.audits.append(
+                {"machine": machine, "day": at, "person": self.planner, "failing": False,
+                 "template": "pm"}
+            )  # fmt: skip
+
     def _audits(self, day: datetime, injected: dict[str, Any]) -> None:
         for machine, (line, kind, _) in self.machines.items():
             if kind != "mill":
@@ -515,8 +665,9 @@ class DemoPlant:
             failing = bool(window and window[0] <= _workday(day) < window[1])
             person = self.crews[(line, "A")][0]
             self.audits.append(
-                {"machine": machine, "day": day, "person": person, "failing": failing}
-            )
+                {"machine": machine, "day": day + timedelta(hours=5, minutes=50),
+                 "person": person, "failing": failing, "template": "start_of_shift"}
+            )  # fmt: skip
 
     # -- ground truth -------------------------------------------------------------------------
 
@@ -538,6 +689,19 @@ class DemoPlant:
                     entry["deviations"] += found
         return causes
 
+    def unexplained(self, limits: Thresholds | None = None) -> list[str]:
+        """Deviations the rules will find that no injected cause produced (noise)."""
+        limits = limits or Thresholds()
+        found = []
+        for order in self.orders:
+            for op in order.operations:
+                if op.causes:
+                    continue
+                if op.scrap and op.scrap / op.quantity >= limits.scrap_rate:
+                    found.append(f"DEV-SCRAP-{op.operation_id}")
+                found += [f"DEV-QC-{c.check_id}" for c in op.checks if c.failed]
+        return sorted(found)
+
     def cause_entities(self, cause: str) -> dict[str, Any]:
         kind, key = cause.split(":", 1)
         if kind == "supplier_lot":
@@ -547,6 +711,28 @@ class DemoPlant:
                 "key": key,
                 "related": [["Supplier", supplier]],
                 "description": f"Batch {key} from supplier {supplier} machines out of tolerance",
+            }
+        if kind == "worn_tool" and "no-maintenance-records" in self.variants:
+            return {
+                "label": "Machine",
+                "key": key,
+                "related": [],
+                "description": f"Worn spindle on {key} after a skipped preventive maintenance "
+                "(no checklist that week)",
+            }
+        if kind == "machine_degradation":
+            return {
+                "label": "Machine",
+                "key": key,
+                "related": [],
+                "description": f"{key} degraded for two weeks and recovered",
+            }
+        if kind == "new_operator":
+            return {
+                "label": "Person",
+                "key": key,
+                "related": [],
+                "description": f"Operator {key} moved to milling without experience",
             }
         if kind == "worn_tool":
             missed = next(
@@ -930,14 +1116,19 @@ class DemoWriter:
             for c in op.checks
         ]
         _csv(self.out / "mes" / "quality_checks.csv", checks)
+        variants = self.plant.variants
         equipment = [
             {"machine_id": machine, "name": f"{kind.title()} {machine}", "machine_type": kind,
              "manufacturer": {"mill": "DMG Mori", "lathe": "Okuma", "grinder": "Studer"}[kind],
              "line_id": f"L{line}", "work_center_id": f"WC-{machine}"}
             for machine, (line, kind, _) in self.plant.machines.items()
         ]  # fmt: skip
+        if "no-machine-types" in variants:
+            for row in equipment:
+                del row["machine_type"]
         _csv(self.out / "erp" / "equipment.csv", equipment)
-        _csv(self.out / "mes" / "maintenance.csv", self.plant.maintenance)
+        if "no-maintenance-records" not in variants:
+            _csv(self.out / "mes" / "maintenance.csv", self.plant.maintenance)
         changeovers = [{**c, "from_product": ""} for c in self.plant.changeovers]
         _csv(self.out / "mes" / "changeovers.csv", changeovers)
 
@@ -948,7 +1139,8 @@ class DemoWriter:
         roster = []
         for order in plant.orders:
             crew = order.shift_id.rsplit("-", 1)[1]
-            for person in plant.crews[(order.line, crew)]:
+            floater = [plant.floaters[order.line]] if order.line in plant.floaters else []
+            for person in plant.crews[(order.line, crew)] + floater:
                 roster.append(
                     {
                         "shift_id": order.shift_id,
@@ -976,7 +1168,8 @@ class DemoWriter:
             for pid, p in plant.people.items()
             for skill, (level, certified, until) in p["skills"].items()
         ]
-        _csv(self.out / "worker" / "skills_matrix.csv", skills)
+        if "no-certifications" not in plant.variants:
+            _csv(self.out / "worker" / "skills_matrix.csv", skills)
         for n, audit in enumerate(plant.audits):
             self._audit(n, audit)
         self._notes_and_decisions()
@@ -984,21 +1177,32 @@ class DemoWriter:
     def _audit(self, n: int, audit: dict[str, Any]) -> None:
         plant = self.plant
         audit_id = f"audit_{plant.seed:04d}{n:08d}"
-        started = audit["day"] + timedelta(hours=5, minutes=50)
+        started = audit["day"]
         person = plant.people[audit["person"]]
         kind = plant.machines[audit["machine"]][1]
-        items = [
-            ("q-coolant", "Coolant level within marks?", False, ""),
-            (
-                "q-spindle",
-                "Spindle runs without noise or vibration?",
-                audit["failing"],
-                "rough sound and vibration at high rpm" if audit["failing"] else "",
-            ),
-            ("q-guards", "Guards and interlocks working?", False, ""),
-        ]
+        pm = audit["template"] == "pm"
+        items = (
+            [
+                ("q-bearings", "Spindle bearings greased?", False, ""),
+                ("q-clamp", "Tool clamp force within limits?", False, ""),
+                ("q-coolant-conc", "Coolant concentration checked?", False, ""),
+            ]
+            if pm
+            else [
+                ("q-coolant", "Coolant level within marks?", False, ""),
+                (
+                    "q-spindle",
+                    "Spindle runs without noise or vibration?",
+                    audit["failing"],
+                    "rough sound and vibration at high rpm" if audit["failing"] else "",
+                ),
+                ("q-guards", "Guards and interlocks working?", False, ""),
+            ]
+        )
         doc = {
-            "template_id": "template_cnc_start_of_shift",
+            "template_id": "template_preventive_maintenance"
+            if pm
+            else "template_cnc_start_of_shift",
             "audit_id": audit_id,
             "archived": False,
             "created_at": _iso(started),
@@ -1007,7 +1211,8 @@ class DemoWriter:
                 "score": 3 - audit["failing"],
                 "total_score": 3,
                 "score_percentage": round(100 * (3 - audit["failing"]) / 3, 3),
-                "name": f"Start-of-shift check {_asset(audit['machine'], kind)}",
+                "name": f"{'Preventive maintenance' if pm else 'Start-of-shift check'} "
+                f"{_asset(audit['machine'], kind)}",
                 "authorship": {
                     "owner": person["name"],
                     "owner_id": person["user"],
@@ -1017,7 +1222,13 @@ class DemoWriter:
                 "date_started": _iso(started),
                 "date_completed": _iso(started + timedelta(minutes=8)),
             },
-            "template_data": {"metadata": {"name": "CNC start-of-shift checklist"}},
+            "template_data": {
+                "metadata": {
+                    "name": "Preventive maintenance checklist"
+                    if pm
+                    else "CNC start-of-shift checklist"
+                }
+            },
             "header_items": [
                 {"item_id": "h-site", "label": "Site", "type": "section"},
                 {
@@ -1117,8 +1328,10 @@ class DemoWriter:
             "seed": plant.seed,
             "scale": plant.scale,
             "weeks": plant.weeks,
+            "variants": sorted(plant.variants),
             "orders": len(plant.orders),
             "causes": causes,
+            "unexplained": plant.unexplained(),
             "note": "Deviation IDs are those the default deviation rules produce.",
         }
 
@@ -1153,6 +1366,8 @@ def _decision_type(kind: str) -> str:
         "worn_tool": "maintenance",
         "uncertified_operator": "training",
         "changeover_drift": "parameter_change",
+        "machine_degradation": "maintenance",
+        "new_operator": "training",
     }[kind]
 
 
@@ -1188,7 +1403,31 @@ def _narrative(kind: str, key: str, op: Operation, rng: random.Random, index: in
                 "Scrap back to normal after the bearing was replaced",
             ),
         )
-    if kind == "uncertified_operator":
+    if kind == "machine_degradation":
+        return (
+            rng.choice(
+                [
+                    "Axis load warnings all shift, diameters wander.",
+                    "Machine runs warm and the finish gets worse every day.",
+                ]
+            ),
+            f"Inspect the axis drive and guideways on {op.machine}",
+            "Failures rising on this machine for days, other machines run clean",
+            ("effective", "Back to normal after the drive was serviced"),
+        )
+    if kind == "new_operator":
+        return (
+            rng.choice(
+                [
+                    "First weeks on the mill, still learning the clamping.",
+                    "Not sure about the probing cycle on this mill, several rejects.",
+                ]
+            ),
+            f"Pair operator {op.person} with an experienced setter on mills",
+            "Rejects on mill jobs of an operator new to milling",
+            ("effective", "Rejects dropped after two weeks of pairing"),
+        )
+    if kind in ("uncertified_operator", "new_operator"):
         return (
             rng.choice(
                 [
@@ -1270,6 +1509,8 @@ def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def generate(out: Path, seed: int = 7, scale: float = 1.0, weeks: int = 6) -> dict[str, Any]:
+def generate(
+    out: Path, seed: int = 7, scale: float = 1.0, weeks: int = 6, variants: Iterable[str] = ()
+) -> dict[str, Any]:
     """Simulate a plant and write it to ``out``; returns the ground truth."""
-    return DemoWriter(DemoPlant(seed, scale, weeks), out).write()
+    return DemoWriter(DemoPlant(seed, scale, weeks, variants), out).write()

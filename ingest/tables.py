@@ -346,7 +346,7 @@ BUILTIN: dict[str, TableMapping] = {
             ),
         ),
         TableMapping(
-            "equipment", "ERP (equipment master)", ("machine_id", "machine_type", "line_id"),
+            "equipment", "ERP (equipment master)", ("machine_id", "line_id"),
             nodes=(
                 NodeMap("Machine", "machine_id",
                         {"name": "name", "machine_type": "machine_type",

@@ -535,6 +535,24 @@ def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
     api: tuple, store: Store
 ) -> None:
     client, tokens = api
+    # scrap on M-0's work, and wherever lot L-X went: DEV-1's order ran on M-0 and used L-X
+    ops = {i: f"{1000100 + i // 2}/{(i % 2 + 1) * 10:04d}" for i in range(60)}
+    with_lot = [ops[1]] + [ops[i] for i in range(5, 30, 6)]  # M-1, then M-2's work
+    bad = [op for i, op in ops.items() if i and i % 3 == 0] + with_lot[1:]
+    w = BulkWriter(store)
+    w.upsert_nodes("MaterialLot", [{"lot_id": "L-X"}])
+    w.upsert_relationships(
+        rel_spec("MaterialLot", "CONSUMED_BY", "Operation"),
+        [{"start": "L-X", "end": op} for op in with_lot],
+    )
+    w.upsert_nodes(
+        "Deviation",
+        [{"deviation_id": f"DEV-S-{op}", "deviation_type": "scrap", "start": T0} for op in bad],
+    )
+    w.upsert_relationships(
+        rel_spec("Deviation", "ABOUT", "Operation"),
+        [{"start": f"DEV-S-{op}", "end": op} for op in bad],
+    )
     analysed = _post(
         client,
         tokens["writer"],
@@ -544,7 +562,7 @@ def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
     assert "errors" not in analysed, analysed
     expected = analysed["data"]["runRootCauseAnalysis"]["causes"]
     assert len(expected) >= 2
-    query = """{ deviations(first: 10) { nodes { deviationId
+    query = """{ deviations(first: 10, filter: {deviationId: "DEV-1"}) { nodes { deviationId
         causes { rank relationship label key score explanation computedAt
                  evidence { label key type direction }
                  node { id ... on Machine { machineId machineType } } } } } }"""
@@ -570,7 +588,9 @@ def test_stored_causes_come_back_ranked_with_evidence_and_their_nodes(
     assert len(calls) == 2, calls
 
     top = _post(
-        client, tokens["reader"], "{ deviations { nodes { causes(first: 1) { key } } } }"
+        client,
+        tokens["reader"],
+        '{ deviations(filter: {deviationId: "DEV-1"}) { nodes { causes(first: 1) { key } } } }',
     ).json()
     assert top["data"]["deviations"]["nodes"][0]["causes"] == [{"key": stored[0]["key"]}]
     BulkWriter(store).upsert_nodes("Deviation", [{"deviation_id": "DEV-2", "start": T0}])
