@@ -53,7 +53,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
+from scipy.stats import beta, norm
 
 from opsgraph.schema import node_spec, rel_spec
 from opsgraph.schema.base import as_utc
@@ -73,6 +73,7 @@ LOCAL_DAYS = 3.0
 CLEAR = 0.5  # confidence below which the answer is "no clear cause"
 DRAWS = 4000
 INDIRECT = {"supplier", "upstream_operation"}  # linked to the work through something else
+CREDIBLY = 0.95  # posterior probability for "deviates credibly less"
 NESTED = 0.8  # share of a candidate's operations within another's for it to be nested there
 SYMPTOMS = {"alarm", "inspection"}  # factor classes that support their machine
 
@@ -203,6 +204,28 @@ class _Count:
         k, n = len(ids & self.bad), len(ids)
         a, b = _posterior(k, n, self.base)
         return float(beta.ppf(QUANTILE, a, b)) - self.base, k, n
+
+
+    def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
+        """Whether the count stays elevated on the work ``other`` did not touch (while
+        ``other``'s work ran) without deviating credibly less there than on the shared work:
+        a lathe whose every bad run followed a changeover does not stand without it."""
+        if self.score(exclude=other, within=during)[0] <= 0:
+            return False
+        return not self.falls_without(other, during)
+
+    def falls_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
+        """Whether the work ``other`` did not touch (while ``other``'s ran) deviated
+        credibly less than the work they share."""
+        alone, shared = (self.exposed - other) & during, self.exposed & other
+        if not shared:
+            return False
+        a1, b1 = _posterior(len(alone & self.bad), len(alone), self.base)
+        a2, b2 = _posterior(len(shared & self.bad), len(shared), self.base)
+        mean1, mean2 = a1 / (a1 + b1), a2 / (a2 + b2)
+        var1 = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1))
+        var2 = a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
+        return float(norm.cdf((mean2 - mean1) / np.sqrt(var1 + var2))) >= CREDIBLY
 
 
 def _posterior(k: int, n: int, base: float) -> tuple[float, float]:
@@ -640,7 +663,7 @@ class RootCauseAnalyzer:
         comparison = {**window, **{k: window.get(k, op) for k, op in targets.items()}}
         bad = self._bad(comparison, family(deviation["type"]), level, around) | set(targets)
         self._count(candidates, exposed, comparison, frozenset(bad), around)
-        causes, rest = self._rank(candidates, comparison)
+        causes, rest = self._rank(candidates, comparison, frozenset(targets))
         subjects = {
             "operations": sorted(targets),
             "orders": sorted({op.order for op in targets.values() if op.order}),
@@ -819,7 +842,7 @@ class RootCauseAnalyzer:
             candidate.rank()
 
     def _rank(
-        self, candidates: list[_Candidate], comparison: dict[str, Op]
+        self, candidates: list[_Candidate], comparison: dict[str, Op], targets: frozenset[str]
     ) -> tuple[list[Cause], list[Cause]]:
         elevated = [c for c in candidates if c.best is not None and c.score > 0]
         timeline = sorted((op.start, k) for k, op in comparison.items() if op.start)
@@ -840,12 +863,14 @@ class RootCauseAnalyzer:
                     continue
                 if not a.best.exposed & b.touched:
                     continue
-                # B explains A when B stays elevated on its own work while A's ran, and A
-                # does not on its work while B's ran (a machine bad at another time does not
-                # explain a lot).
-                alone_a = a.best.score(exclude=b.touched, within=during(b.touched))[0] > 0
-                alone_b = b.best.score(exclude=a.touched, within=during(a.touched))[0] > 0
-                if alone_b and not alone_a:
+                # B explains A when B stays elevated on its own work while A's ran (a machine
+                # bad at another time does not explain a lot) and A does not on its work while
+                # B's ran: A deviates credibly less there, or has hardly any work outside B's.
+                during_b = during(b.touched)
+                alone_a = a.best.stands_without(b.touched, during_b)
+                alone_b = b.best.stands_without(a.touched, during(a.touched))
+                falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
+                if alone_b and not alone_a and falls_a:
                     a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
@@ -860,8 +885,12 @@ class RootCauseAnalyzer:
         causes, rest = [], []
         for (candidate, score, exclude), p in zip(scores, confidence, strict=True):
             cause = _cause(candidate, score, p, exclude)
-            elevated_rate = cause.exposed and cause.deviating / cause.exposed > cause.base_rate
-            (causes if score > 0 and elevated_rate else rest).append(cause)
+            # A cause needs deviations beyond this one: its other work deviated more often
+            # than the reference (a one-off never wins).
+            others = candidate.best.exposed - exclude - targets if candidate.best else set()
+            bad = len(others & candidate.best.bad) if candidate.best else 0
+            beyond = bool(others) and bad / len(others) > cause.base_rate
+            (causes if score > 0 and beyond else rest).append(cause)
         order = lambda c: (-c.score, -c.confidence, c.label, c.key)  # noqa: E731
         return sorted(causes, key=order), sorted(rest, key=order)
 
@@ -953,13 +982,17 @@ class RootCauseAnalyzer:
         return {"selected": len(ids), "analysed": analysed, "shared_causes": shared}
 
 
+def _nested(a: _Candidate, b: _Candidate) -> bool:
+    """Whether most of ``a``'s work is ``b``'s too."""
+    return len(a.touched & b.touched) >= NESTED * len(a.touched)
+
+
 def _sharper(a: _Candidate, b: _Candidate) -> bool:
     """Of two candidates neither of which is elevated without the other, whether ``a`` is the
     better explanation: nested in ``b`` and smaller (a lot within its supplier, a changeover
     within its machine's work), or touching the same work by a direct link where ``b``'s is
     indirect (the machine, not the upstream machine that always fed it)."""
-    shared = len(a.touched & b.touched)
-    inside, around = shared >= NESTED * len(a.touched), shared >= NESTED * len(b.touched)
+    inside, around = _nested(a, b), _nested(b, a)
     if inside and around:
         return b.factor.cause_type in INDIRECT and a.factor.cause_type not in INDIRECT
     return inside and len(a.touched) < len(b.touched)
