@@ -477,7 +477,9 @@ def rca(
         str | None,
         typer.Argument(help="A deviation ID (e.g. DEV-SCRAP-1000123/0010), or 'common'."),
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Analyse every quality deviation.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Analyse every deviation of production work.")
+    ] = False,
     since: Annotated[
         datetime | None, typer.Option(help="With --all or common: deviations from this date.")
     ] = None,
@@ -495,9 +497,10 @@ def rca(
 ) -> None:
     """Rank the likely root causes of a deviation, with the evidence for each.
 
-    `opsgraph rca DEV-ID` analyses one deviation; `opsgraph rca --all` every quality
-    deviation (scrap, out of spec, short orders); `opsgraph rca common --type scrap --line L2`
-    finds causes shared by a set of deviations.
+    `opsgraph rca DEV-ID` analyses one deviation; `opsgraph rca --all` every deviation of
+    production work (scrap, out of spec, short and late orders, downtime, failed checklist
+    items); `opsgraph rca common --type scrap --line L2` finds causes shared by a set of
+    deviations, grouped by pattern.
     """
     with _open(ctx, as_json) as store:
         analyzer = RootCauseAnalyzer(store, window_days=window)
@@ -514,12 +517,34 @@ def rca(
             ids = [target]
         else:
             raise typer.BadParameter("give a deviation ID, --all, or 'common'")
-        results = []
-        for deviation_id in ids:
-            result = analyzer.analyze(deviation_id)
-            if save:
-                analyzer.persist(result)
-            results.append(result)
+        results, skipped = [], []
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("analysing deviations"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=err_console,
+            disable=as_json or not all_,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("rca", total=len(ids))
+            for deviation_id in ids:
+                try:
+                    result = analyzer.analyze(deviation_id)
+                except RcaError as error:
+                    if not all_:
+                        raise
+                    skipped.append(str(error))
+                    continue
+                finally:
+                    progress.advance(task)
+                if save:
+                    analyzer.persist(result)
+                results.append(result)
+    if skipped:
+        err_console.print(f"[yellow]{len(skipped)} deviation(s) not analysed[/], e.g. {skipped[0]}")
+    if not results:
+        return
     if html is not None:
         html.write_text(evidence.render(results[0]))
         err_console.print(f"evidence graph of {results[0].deviation} written to {html}")
@@ -554,10 +579,13 @@ def _path_text(path: list[dict[str, Any]]) -> str:
 
 def _print_rca(result: RcaResult) -> None:
     console.print(f"[bold]{result.deviation}[/] ({result.deviation_type}) {result.description}")
-    for rank, cause in enumerate(result.causes, start=1):
+    if not result.clear:
+        console.print("  [yellow]no clear cause[/]; nearest candidates:")
+    shown = result.causes if result.clear else result.ranking[:3]
+    for rank, cause in enumerate(shown, start=1):
         console.print(
             f"  {rank}. [bold]{cause.label} {cause.key}[/] {cause.cause_type} "
-            f"score {cause.score:.2f}: {cause.explanation}"
+            f"confidence {cause.confidence:.0%}: {cause.explanation}"
         )
         for path in cause.evidence[:1]:
             console.print(f"     evidence: {_path_text(path)}", style="dim")
@@ -568,8 +596,7 @@ def _print_rca(result: RcaResult) -> None:
 def _print_common(found: dict[str, Any]) -> None:
     console.print(f"{found['selected']} deviations selected, {found['analysed']} analysed")
     for item in found["shared_causes"]:
-        name = f"{item['label']} {item['key']}"
-        console.print(f"  [bold]{name}[/] ({item['cause_type']}): {item['explanation']}")
+        console.print(f"  [bold]{item['pattern']}[/] ({item['cause_type']}): {item['explanation']}")
 
 
 # -- proactive risk ---------------------------------------------------------------------------

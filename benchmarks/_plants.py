@@ -26,8 +26,7 @@ class DemoPlants:
         self, seed: int, scale: float, weeks: int = 6, variants: Iterable[str] = ()
     ) -> tuple[Store, dict[str, Any]]:
         """A store with the plant loaded, and its ground truth (a kept plant is reused)."""
-        code = "".join(f"{list(VARIANTS).index(v):x}" for v in sorted(set(variants))) or "base"
-        name = f"seed{seed}_scale{str(scale).replace('.', '_')}_w{weeks}_{code}"
+        name = self.database(seed, scale, weeks, variants)
         settings = Settings(home=self.home, database=name)
         server = EmbeddedServer(settings)
         server.start()
@@ -44,6 +43,12 @@ class DemoPlants:
         assert report.rejected == 0, report.dead_letters
         (out / "loaded").write_text("")
         return store, json.loads(json.dumps(truth))
+
+    @staticmethod
+    def database(seed: int, scale: float, weeks: int = 6, variants: Iterable[str] = ()) -> str:
+        """The database a plant is loaded into."""
+        code = "".join(f"{list(VARIANTS).index(v):x}" for v in sorted(set(variants))) or "base"
+        return f"seed{seed}_scale{str(scale).replace('.', '_')}_w{weeks}_{code}"
 
     def close(self) -> None:
         if self.servers:

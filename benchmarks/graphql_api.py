@@ -35,7 +35,7 @@ from _plants import DemoPlants
 
 from opsgraph.api.app import ApiKeys
 from opsgraph.graph import read
-from opsgraph.graph.rca import RootCauseAnalyzer
+from opsgraph.graph.rca import QUALITY, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
 from opsgraph.schema import rel_spec
 
@@ -277,9 +277,9 @@ def main() -> int:
     try:
         store, _ = plants.load(seed=3, scale=1.0)
         analyzer = RootCauseAnalyzer(store)
-        for deviation in analyzer.deviations():
+        for deviation in analyzer.deviations(kinds=QUALITY):
             analyzer.persist(analyzer.analyze(deviation))
-        settings = Settings(home=plants.home, database="seed3_scale1_0")
+        settings = Settings(home=plants.home, database=DemoPlants.database(3, 1.0))
         key = ApiKeys(plants.home).create("reader", "benchmark")
         header = f"{'query':<7} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}"
         print(f"{'server':<10} {header}   raw p50 ms  ratio")

@@ -552,6 +552,11 @@ WHERE d.start >= datetime($since) AND d.deviation_type IN $types
 RETURN d.deviation_id AS id ORDER BY d.start
 """
 
+RCA_DEVIATION_TYPES = """
+MATCH (d:Deviation) WHERE d.deviation_type IS NOT NULL
+RETURN DISTINCT d.deviation_type AS type
+"""
+
 RCA_COMMON_SELECTION = """
 MATCH (d:Deviation)
 WHERE ($type IS NULL OR d.deviation_type = $type)

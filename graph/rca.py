@@ -64,6 +64,7 @@ from .store import Rows, Store
 METHOD = "exposure-contrast/v2"
 QUALITY = {"scrap", "out_of_spec", "short_order"}
 MACHINE_LEVEL = {"downtime", "failed_checklist_item"}
+TRACED = QUALITY | MACHINE_LEVEL | {"late_order"}  # what `rca --all` analyses
 CHANGEOVER_REACH = timedelta(hours=4)
 ALARM_REACH = timedelta(hours=2)
 INSPECTION_REACH = timedelta(hours=12)  # a failed checklist speaks for the next half day
@@ -131,10 +132,12 @@ class Cause:
     evidence: list[list[dict[str, Any]]]
     explanation: str
     confidence: float = 0.0
+    pattern: str = ""  # what recurs: "Machine M-103", "changeovers on M-303"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "pattern": self.pattern,
             "key": self.key,
             "cause_type": self.cause_type,
             "score": round(self.score, 4),
@@ -163,6 +166,10 @@ class RcaResult:
     def ranking(self) -> list[Cause]:
         return self.causes + self.candidates
 
+    @property
+    def verdict(self) -> str:
+        return "cause" if self.clear else "no clear cause"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "deviation": self.deviation,
@@ -170,7 +177,7 @@ class RcaResult:
             "description": self.description,
             "subjects": self.subjects,
             "method": self.method,
-            "verdict": "cause" if self.clear else "no clear cause",
+            "verdict": self.verdict,
             "causes": [c.as_dict() for c in self.causes],
             "nearest_candidates": [c.as_dict() for c in self.candidates[:3]],
             "notes": self.notes,
@@ -204,7 +211,6 @@ class _Count:
         k, n = len(ids & self.bad), len(ids)
         a, b = _posterior(k, n, self.base)
         return float(beta.ppf(QUANTILE, a, b)) - self.base, k, n
-
 
     def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
         """Whether the count stays elevated on the work ``other`` did not touch (while
@@ -923,9 +929,7 @@ class RootCauseAnalyzer:
         self.store.transaction(work)
         return run_id
 
-    def deviations(
-        self, since: datetime | None = None, kinds: Iterable[str] = QUALITY
-    ) -> list[str]:
+    def deviations(self, since: datetime | None = None, kinds: Iterable[str] = TRACED) -> list[str]:
         rows = self.store.read(
             queries.RCA_DEVIATIONS_SINCE,
             since=(since or datetime(1970, 1, 1, tzinfo=UTC)).isoformat(),
@@ -953,8 +957,17 @@ class RootCauseAnalyzer:
                 until=_iso(until),
             )
         ]
-        counts: Counter[tuple[str, str, str]] = Counter()
-        examples: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        if deviation_type is not None:
+            known = sorted(r["type"] for r in self.store.read(queries.RCA_DEVIATION_TYPES))
+            if deviation_type not in known:
+                raise RcaError(
+                    f"no deviations of type {deviation_type!r}; the graph has: "
+                    + (", ".join(known) or "no deviations")
+                )
+        counts: Counter[str] = Counter()
+        first: dict[str, Cause] = {}
+        examples: dict[str, list[str]] = defaultdict(list)
+        keys: dict[str, set[str]] = defaultdict(set)
         analysed = 0
         for deviation_id in ids:
             try:
@@ -963,21 +976,23 @@ class RootCauseAnalyzer:
                 continue
             analysed += 1
             for cause in result.causes[:3]:
-                key = (cause.label, cause.key, cause.cause_type)
-                counts[key] += 1
-                examples[key].append(deviation_id)
+                counts[cause.pattern] += 1
+                first.setdefault(cause.pattern, cause)
+                examples[cause.pattern].append(deviation_id)
+                keys[cause.pattern].add(cause.key)
         shared = [
             {
-                "label": label,
-                "key": key,
-                "cause_type": kind,
+                "pattern": pattern,
+                "label": first[pattern].label,
+                "keys": sorted(keys[pattern])[:10],
+                "cause_type": first[pattern].cause_type,
                 "deviations": n,
                 "of": analysed,
-                "examples": examples[(label, key, kind)][:5],
-                "explanation": f"{n} of {analysed} selected deviations have {label} {key} "
-                "among their three most likely causes",
+                "examples": examples[pattern][:5],
+                "explanation": f"{n} of {analysed} selected deviations have {pattern} among "
+                "their three most likely causes",
             }
-            for (label, key, kind), n in counts.most_common(limit)
+            for pattern, n in counts.most_common(limit)
         ]
         return {"selected": len(ids), "analysed": analysed, "shared_causes": shared}
 
@@ -1059,6 +1074,10 @@ def _machine_path(op: Op) -> list[dict[str, Any]]:
 
 def _cause(candidate: _Candidate, score: float, confidence: float, exclude: frozenset) -> Cause:
     factor, op, count = candidate.factor, candidate.op, candidate.best
+    pattern = {
+        "changeover": f"changeovers on {op.machine}",
+        "upstream_operation": f"work fed from {candidate.cls[1]}",
+    }.get(factor.cause_type, f"{factor.label} {factor.key}")
     deviation_path = [{"label": "Deviation", "key": "(this)"}, _rel("ABOUT", "out", op.start)]
     status = (factor.detail.split() or ["missed"])[-1]
     what = {
@@ -1077,7 +1096,7 @@ def _cause(candidate: _Candidate, score: float, confidence: float, exclude: froz
     if count is None:
         return Cause(
             factor.label, factor.key, factor.cause_type, score, 0, 0, 0.0, evidence,
-            f"{what}; no other operation in the window was exposed to it.", confidence,
+            f"{what}; no other operation in the window was exposed to it.", confidence, pattern,
         )  # fmt: skip
     ids = count.exposed - exclude
     bad, exposed = len(ids & count.bad), len(ids)
@@ -1095,7 +1114,7 @@ def _cause(candidate: _Candidate, score: float, confidence: float, exclude: froz
     seen = f"; symptoms: {', '.join(symptoms[:3])}" if symptoms else ""
     return Cause(
         factor.label, factor.key, factor.cause_type, score, bad, exposed, count.base, evidence,
-        f"{what}; {share}{flags}{seen}.", confidence,
+        f"{what}; {share}{flags}{seen}.", confidence, pattern,
     )  # fmt: skip
 
 

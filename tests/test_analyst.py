@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from opsgraph.graph.analyst import GRASS, grass, saved_queries
-from opsgraph.graph.rca import RootCauseAnalyzer
+from opsgraph.graph.rca import QUALITY, RootCauseAnalyzer
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
 from opsgraph.ingest.runner import Aliases, IngestRunner
@@ -22,7 +22,7 @@ def demo_store(store: Store, tmp_path: Path) -> tuple[Store, dict]:
         [out / "erp", out / "mes", out / "worker"]
     )
     analyzer = RootCauseAnalyzer(store)
-    for deviation in analyzer.deviations()[:30]:
+    for deviation in analyzer.deviations(kinds=QUALITY)[:30]:
         analyzer.persist(analyzer.analyze(deviation))
     return store, truth
 

@@ -155,7 +155,8 @@ def test_common_causes_across_a_set_of_deviations(store: Store) -> None:
     _plant(store, bad_runs=[2, 3, 6, 9, 10], noise=[4])
     found = RootCauseAnalyzer(store).common_causes(deviation_type="scrap")
     assert (found["selected"], found["analysed"]) == (6, 6)
-    lot = next(c for c in found["shared_causes"] if c["key"] == "L-BAD")
+    lot = next(c for c in found["shared_causes"] if c["pattern"] == "MaterialLot L-BAD")
+    assert lot["keys"] == ["L-BAD"]
     assert lot["deviations"] == 5 and lot["of"] == 6
 
 
@@ -374,3 +375,32 @@ def test_a_downtime_deviation_is_traced_through_the_work_on_the_machine(store: S
     result = RootCauseAnalyzer(store).analyze("DEV-DOWN-OP-082")
     assert result.subjects["operations"] == ["OP-082"]
     assert _first(result) == ("Person", "P-NIGHT") and result.clear
+
+
+def test_common_causes_group_a_pattern_and_reject_an_unknown_type(store: Store) -> None:
+    """Every run right after a changeover on M1 scraps: the changeovers are one pattern,
+    not one cause each."""
+    runs = [
+        {"op": f"OP-{i:03d}", "day": i // 3, "hour": 3 * (i % 3), "machine": f"M{i % 3}",
+         "lot": f"L{i // 9}", "bad": i % 3 == 1 and i % 12 == 1}
+        for i in range(96)
+    ]  # fmt: skip
+    _work(store, runs)
+    changeovers = [
+        {"changeover_id": f"CO-{r['op']}", "start": r["start"] - timedelta(minutes=30)}
+        for r in runs
+        if r["bad"]
+    ]
+    w = BulkWriter(store)
+    w.upsert_nodes("Changeover", changeovers)
+    w.upsert_relationships(
+        rel_spec("Machine", "HAD_CHANGEOVER", "Changeover"),
+        [{"start": "M1", "end": c["changeover_id"]} for c in changeovers],
+    )
+    found = RootCauseAnalyzer(store).common_causes(deviation_type="scrap")
+    top = found["shared_causes"][0]
+    assert top["pattern"] == "changeovers on M1" and top["label"] == "Changeover"
+    assert top["deviations"] == found["analysed"] == len(changeovers)
+    assert len(top["keys"]) == min(10, len(changeovers))
+    with pytest.raises(RcaError, match="no deviations of type 'scarp'; the graph has: scrap"):
+        RootCauseAnalyzer(store).common_causes(deviation_type="scarp")

@@ -679,6 +679,10 @@ class RankedCause:
     key: str
     cause_type: str
     score: float
+    confidence: float = strawberry.field(
+        description="Posterior probability that this candidate deviates most of all, and "
+        "more than the plant; the first cause stands out from 0.5 on."
+    )
     deviating: int
     exposed: int
     base_rate: float
@@ -744,7 +748,16 @@ class RootCauses:
     description: str
     method: str
     subjects: Subjects
-    causes: list[RankedCause]
+    verdict: str = strawberry.field(
+        description='"cause" when the first cause stands out, else "no clear cause".'
+    )
+    causes: list[RankedCause] = strawberry.field(
+        description="Candidates whose work deviated more often than the rest of the plant, "
+        "best first."
+    )
+    nearest_candidates: list[RankedCause] = strawberry.field(
+        description="The candidates that did not stand out, nearest first (at most three)."
+    )
     notes: list[str]
 
 
@@ -772,6 +785,21 @@ class NoteHit:
     decisions: list[DecisionSummary]
 
 
+def _ranked(cause: Any) -> RankedCause:
+    return RankedCause(
+        label=cause.label,
+        key=cause.key,
+        cause_type=cause.cause_type,
+        score=cause.score,
+        confidence=cause.confidence,
+        deviating=cause.deviating,
+        exposed=cause.exposed,
+        base_rate=cause.base_rate,
+        explanation=cause.explanation,
+        evidence=[[_step(step) for step in path] for path in cause.evidence],
+    )
+
+
 def _root_causes(result: Any) -> RootCauses:
     return RootCauses(
         deviation=result.deviation,
@@ -779,20 +807,9 @@ def _root_causes(result: Any) -> RootCauses:
         description=result.description,
         method=result.method,
         subjects=Subjects(**result.subjects),
-        causes=[
-            RankedCause(
-                label=c.label,
-                key=c.key,
-                cause_type=c.cause_type,
-                score=c.score,
-                deviating=c.deviating,
-                exposed=c.exposed,
-                base_rate=c.base_rate,
-                explanation=c.explanation,
-                evidence=[[_step(step) for step in path] for path in c.evidence],
-            )
-            for c in result.causes
-        ],
+        verdict=result.verdict,
+        causes=[_ranked(c) for c in result.causes],
+        nearest_candidates=[_ranked(c) for c in result.candidates[:3]],
         notes=result.notes,
     )
 
