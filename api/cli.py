@@ -36,7 +36,7 @@ from opsgraph.graph.workflows import (
     WorkflowReport,
     load_workflows,
 )
-from opsgraph.ingest.demo import generate
+from opsgraph.ingest.demo import VARIANTS, generate
 from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
 from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
 from opsgraph.ingest.tables import load_mapping
@@ -887,6 +887,13 @@ app.add_typer(demo_app, name="demo")
 SeedOption = Annotated[int, typer.Option(help="Random seed; the same seed gives the same plant.")]
 ScaleOption = Annotated[float, typer.Option(min=0.1, help="Size: 1 = three lines, 10 = thirty.")]
 WeeksOption = Annotated[int, typer.Option(min=3, help="Weeks of production to simulate.")]
+VariantOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--variant",
+        help="What the plant's exports lack or contain (repeatable): " + ", ".join(VARIANTS) + ".",
+    ),
+]
 
 
 @demo_app.callback()
@@ -895,15 +902,19 @@ def demo(
     seed: SeedOption = 7,
     scale: ScaleOption = 1.0,
     weeks: WeeksOption = 6,
+    variant: VariantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Generate the demo plant, ingest it into the store and print what the graph shows."""
     if ctx.invoked_subcommand is not None:
         return
     settings: Settings = ctx.obj
-    out = settings.home / "demo" / f"seed-{seed}-scale-{scale:g}-weeks-{weeks}"
+    name = f"seed-{seed}-scale-{scale:g}-weeks-{weeks}" + "".join(
+        f"-{v}" for v in sorted(set(variant or ()))
+    )
+    out = settings.home / "demo" / name
     with err_console.status(f"Generating the demo plant in {out}…"):
-        truth = generate(out, seed=seed, scale=scale, weeks=weeks)
+        truth = generate(out, seed=seed, scale=scale, weeks=weeks, variants=variant or ())
     with _open(ctx, as_json) as store:
         apply_schema(store)
         runner = IngestRunner(
@@ -961,10 +972,11 @@ def demo_generate(
     seed: SeedOption = 7,
     scale: ScaleOption = 1.0,
     weeks: WeeksOption = 6,
+    variant: VariantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write the demo plant's source files and its ground truth, without loading them."""
-    truth = generate(out, seed=seed, scale=scale, weeks=weeks)
+    truth = generate(out, seed=seed, scale=scale, weeks=weeks, variants=variant or ())
     files = sum(1 for p in out.rglob("*") if p.is_file())
     if as_json:
         _emit(

@@ -16,7 +16,7 @@ import time
 
 from _plants import DemoPlants
 
-from opsgraph.graph.rca import RootCauseAnalyzer
+from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,8 +36,16 @@ def main() -> int:
         for scale in args.scales:
             store, _ = plants.load(args.seed, scale)
             ids = RootCauseAnalyzer(store).deviations()
-            sample = random.Random(args.seed).sample(ids, min(args.sample, len(ids)))
-            RootCauseAnalyzer(store).analyze(sample[0])  # warm the store's query plans
+            traceable = []  # a checklist failed on an idle machine has no work to trace
+            for deviation in random.Random(args.seed).sample(ids, len(ids)):
+                try:
+                    RootCauseAnalyzer(store).analyze(deviation)
+                except RcaError:
+                    continue
+                traceable.append(deviation)
+                if len(traceable) == args.sample:
+                    break
+            sample = traceable
             single = []
             for deviation in sample:
                 started = time.perf_counter()
@@ -49,21 +57,29 @@ def main() -> int:
                 started = time.perf_counter()
                 batch_analyzer.analyze(deviation)
                 batch.append((time.perf_counter() - started) * 1000)
-            rows.append((scale, len(ids), single, batch))
+            started = time.perf_counter()
+            everything = RootCauseAnalyzer(store)  # `opsgraph rca --all`, without saving
+            for deviation in ids:
+                try:
+                    everything.analyze(deviation)
+                except RcaError:
+                    pass
+            whole = time.perf_counter() - started
+            rows.append((scale, len(ids), single, batch, whole))
             store.close()
     finally:
         plants.close()
     print(f"{'scale':>5} {'deviations':>10} {'single p50':>11} {'single p95':>11} "
-          f"{'batch p50':>10} {'batch p95':>10}  (ms)")  # fmt: skip
-    for scale, count, single, batch in rows:
+          f"{'batch p50':>10} {'batch p95':>10}  (ms)  all deviations (s)")  # fmt: skip
+    for scale, count, single, batch, whole in rows:
         print(f"{scale:5g} {count:10d} {statistics.median(single):11.1f} "
               f"{percentile(single, 0.95):11.1f} {statistics.median(batch):10.1f} "
-              f"{percentile(batch, 0.95):10.1f}")  # fmt: skip
+              f"{percentile(batch, 0.95):10.1f}  {whole:8.1f}")  # fmt: skip
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         growth = percentile(last[2], 0.95) / percentile(first[2], 0.95)
         print(f"single p95 grows {growth:.1f}x from scale {first[0]:g} to {last[0]:g}")
-    print("target: single p95 < 300 ms at scale 1")
+    print("targets: single p95 < 300 ms at scale 10, all deviations at scale 10 within 60 s")
     return 0
 
 

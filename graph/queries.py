@@ -386,7 +386,7 @@ RETURN d.deviation_id AS id, m.machine_id AS machine, d.start AS at
 
 RCA_OPERATION_AT = """
 MATCH (:Machine {machine_id: $machine})<-[:ON_MACHINE]-(o:Operation)
-WHERE o.actual_start <= datetime($at) + duration({hours: 2})
+WHERE o.actual_start <= datetime($at) + duration({hours: 24})
   AND o.actual_start >= datetime($at) - duration({hours: 12})
 RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
 """

@@ -880,6 +880,27 @@ class RootCauseAnalyzer:
                     a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
+        # Jointly: a machine that several problems ran on (a bad lot, an operator new to it)
+        # stands without each of them, but not without all of them together.
+        for a in elevated:
+            if a.explained_by:
+                continue
+            others = [
+                b
+                for b in elevated
+                if b is not a
+                and not b.explained_by
+                and a.best.exposed & b.touched
+                and b.best.stands_without(a.touched, during(a.touched))
+            ]
+            if len(others) < 2:
+                continue
+            union = frozenset().union(*(b.touched for b in others))
+            nested = len(a.touched & union) >= NESTED * len(a.touched)
+            if not a.best.stands_without(union, during(union)) and (
+                nested or a.best.falls_without(union, during(union))
+            ):
+                a.explained_by = max(others, key=lambda b: len(a.best.exposed & b.touched))
         scores = []
         for candidate in candidates:
             score, exclude = candidate.score, frozenset()

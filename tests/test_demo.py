@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
 from opsgraph.ingest.runner import Aliases, IngestRunner
@@ -65,3 +67,37 @@ def test_loaded_demo_shows_every_deviation_the_ground_truth_names(
     )
     assert decisions[0]["n"] > 0
     json.dumps(truth)  # the ground truth is plain JSON
+
+
+def test_variants_leave_out_what_real_exports_lack(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "plant"
+    variants = ("no-machine-types", "no-certifications", "no-maintenance-records", "alarm-noise")
+    truth = generate(out, seed=11, weeks=4, variants=variants)
+    assert truth["variants"] == sorted(variants)
+    assert not (out / "mes" / "maintenance.csv").exists()
+    assert not (out / "worker" / "skills_matrix.csv").exists()
+    assert "machine_type" not in (out / "erp" / "equipment.csv").read_text().splitlines()[0]
+    worn = next(c for c in truth["causes"] if c["kind"] == "worn_tool")
+    assert worn["label"] == "Machine"  # no maintenance record to blame: the machine
+    report = IngestRunner(
+        store, tmp_path / "state", aliases=Aliases.load(out / "aliases.toml")
+    ).run([out / "erp", out / "mes", out / "worker"])
+    assert report.rejected == 0
+    typed = store.read("MATCH (m:Machine) WHERE m.machine_type IS NOT NULL RETURN count(m) AS n")
+    assert typed == [{"n": 0}]
+    checklists = store.read(
+        "MATCH (i:Inspection {template: 'Preventive maintenance checklist'})-[:INSPECTED]->"
+        "(:Machine {machine_id: $m}) RETURN count(i) AS n",
+        m=worn["key"],
+    )
+    assert checklists[0]["n"] > 0  # maintenance seen only as checklists
+    noise = store.read("MATCH (a:Alarm {code: 'AXIS_LOAD'}) RETURN count(a) AS n")
+    assert noise[0]["n"] > 20
+    assert set(truth["unexplained"]) <= {
+        r["id"] for r in store.read("MATCH (d:Deviation) RETURN d.deviation_id AS id")
+    }
+
+
+def test_an_unknown_variant_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown demo variant.*no-machine-types"):
+        generate(tmp_path / "plant", seed=1, weeks=3, variants=["no-machine-typos"])
