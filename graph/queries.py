@@ -360,18 +360,30 @@ RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
 # Every operation of the plant in the analysis window, with the deviations about it and its
 # order: the reference the factors' deviation rates are compared with. Plant-wide on purpose:
 # a comparison built from optional metadata (machine types) collapses on exports without it.
+# Thousands of rows: collected into one record of lists (the driver pays per record), with
+# times as epoch milliseconds (decoding a datetime costs more than reading it).
 RCA_WINDOW = """
 MATCH (o:Operation)
 WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
 OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
-OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
-OPTIONAL MATCH (d:Deviation)-[:ABOUT]->(o)
-WITH o, m, ord, collect(DISTINCT d.deviation_type) AS own
-OPTIONAL MATCH (e:Deviation)-[:ABOUT]->(ord)
-RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end,
-       coalesce(o.description, o.sequence) AS step, m.machine_id AS machine,
-       ord.order_id AS order, own, collect(DISTINCT e.deviation_type) AS orders
-LIMIT $cap
+RETURN collect([o.operation_id, o.actual_start.epochMillis, o.actual_end.epochMillis,
+                coalesce(o.description, o.sequence), m.machine_id]) AS rows
+"""
+
+# The deviations of the window's work: about an operation, and (read only for a deviation
+# about an order) about its order.
+RCA_WINDOW_DEVIATIONS = """
+MATCH (d:Deviation)
+WHERE d.start >= datetime($since) AND d.start <= datetime($until)
+MATCH (d)-[:ABOUT]->(o:Operation)
+RETURN collect([o.operation_id, d.deviation_type]) AS rows
+"""
+
+RCA_WINDOW_ORDER_DEVIATIONS = """
+MATCH (d:Deviation)
+WHERE d.start >= datetime($since) AND d.start <= datetime($until)
+MATCH (d)-[:ABOUT]->(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
+RETURN collect([o.operation_id, d.deviation_type]) AS rows
 """
 
 # Deviations about a machine alone (downtime, failed checklist items): an operation counts as

@@ -267,16 +267,15 @@ class RootCauseAnalyzer:
         store: Store,
         window_days: float = 30.0,
         local_days: float = LOCAL_DAYS,
-        fanout_cap: int = 200_000,
         top: int = 5,
     ) -> None:
         self.store = store
         self.window = timedelta(days=window_days)
         self.local = timedelta(days=local_days)
-        self.fanout_cap = fanout_cap
         self.top = top
-        self._windows: dict[int, tuple[dict[str, Op], list[str]]] = {}
+        self._windows: dict[int, dict[str, Op]] = {}
         self._with_events: dict[int, set[str]] = defaultdict(set)
+        self._with_orders: set[int] = set()
         self._exposures: dict[tuple, set[str]] = {}
         self._batches: dict[tuple, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._machine_deviations: dict[tuple, list[tuple[str, datetime]]] = {}
@@ -330,38 +329,48 @@ class RootCauseAnalyzer:
             for r in rows
         }
 
-    def _window(self, around: datetime) -> tuple[dict[str, Op], list[str], int]:
-        """Every operation within ``window`` of ``around`` (read per half-window bucket and
-        kept, so a batch of deviations reads each stretch of the plant once)."""
-        half = self.window.total_seconds() / 2 or 1
-        bucket = int(around.timestamp() // half)
+    def _window(self, around: datetime, orders: bool = False) -> tuple[dict[str, Op], int]:
+        """Every operation within ``window`` of ``around`` with the deviations about it (and,
+        with ``orders``, about its order), read per quarter-window bucket and kept, so a batch
+        of deviations reads each stretch of the plant once."""
+        quarter = self.window.total_seconds() / 4 or 1
+        bucket = int(around.timestamp() // quarter)
+        since = datetime.fromtimestamp(bucket * quarter, UTC) - self.window
+        until = datetime.fromtimestamp((bucket + 1) * quarter, UTC) + self.window
         if bucket not in self._windows:
-            since = datetime.fromtimestamp(bucket * half, UTC) - self.window
-            until = datetime.fromtimestamp((bucket + 1) * half, UTC) + self.window
-            rows = self.store.read(
-                queries.RCA_WINDOW,
-                since=since.isoformat(),
-                until=until.isoformat(),
-                cap=self.fanout_cap,
-            )
-            notes = []
-            if len(rows) >= self.fanout_cap:
-                notes.append(
-                    f"comparison limited to {self.fanout_cap} operations around the deviation "
-                    "(fan-out cap); raise fanout_cap or narrow the window for more"
-                )
-            ops = self.operations(rows)
-            for r in rows:
-                ops[r["operation"]].deviation_types = set(r["own"])
-                ops[r["operation"]].order_deviation_types = set(r["orders"])
-            self._windows[bucket] = (ops, notes)
-        ops, notes = self._windows[bucket]
+            span = {"since": since.isoformat(), "until": until.isoformat()}
+            rows = self.store.read(queries.RCA_WINDOW, **span)[0]["rows"]
+            self._windows[bucket] = {
+                name: Op(name, machine, None, None, _epoch(start), _epoch(end), step=step)
+                for name, start, end, step, machine in rows
+            }
+            self._deviations_read(bucket, queries.RCA_WINDOW_DEVIATIONS, since, until, False)
+        if orders and bucket not in self._with_orders:
+            self._with_orders.add(bucket)
+            query = queries.RCA_WINDOW_ORDER_DEVIATIONS
+            self._deviations_read(bucket, query, since, until, True)
+        ops = self._windows[bucket]
         near = {
             k: op
             for k, op in ops.items()
             if op.start and around - self.window <= op.start <= around + self.window
         }
-        return near, notes, bucket
+        return near, bucket
+
+    def _deviations_read(
+        self, bucket: int, query: str, since: datetime, until: datetime, orders: bool
+    ) -> None:
+        """Mark the bucket's operations with the deviations about them (or their orders)."""
+        ops = self._windows[bucket]
+        # a deviation starts with or after its work: look a day further for it
+        span = {
+            "since": (since - timedelta(days=1)).isoformat(),
+            "until": (until + timedelta(days=1)).isoformat(),
+        }
+        for name, kind in self.store.read(query, **span)[0]["rows"]:
+            op = ops.get(name)
+            if op is not None:
+                (op.order_deviation_types if orders else op.deviation_types).add(kind)
 
     def attach_factors(self, ops: dict[str, Op]) -> None:
         """Read every factor of the operations and the deviations they showed (also used by
@@ -649,15 +658,9 @@ class RootCauseAnalyzer:
         around = as_utc(deviation["start"]) or next(
             (op.start for op in targets.values() if op.start), datetime.now(UTC)
         )
-        level = (
-            "order"
-            if deviation["order_level"]
-            else "machine"
-            if deviation["machine_level"]
-            else "operation"
-        )
-        window, notes, bucket = self._window(around)
-        notes = list(notes)
+        level = _level(deviation)
+        window, bucket = self._window(around, orders=level == "order")
+        notes: list[str] = []
         for name, op in targets.items():
             if name in window:
                 op.step = window[name].step
@@ -1034,6 +1037,17 @@ def _sharper(a: _Candidate, b: _Candidate) -> bool:
     return inside and len(a.touched) < len(b.touched)
 
 
+def _level(deviation: dict[str, Any]) -> str:
+    """What the deviation is about: an order's work, a machine's, or an operation."""
+    if deviation["order_level"]:
+        return "order"
+    return "machine" if deviation["machine_level"] else "operation"
+
+
+def _epoch(millis: int | None) -> datetime | None:
+    return None if millis is None else datetime.fromtimestamp(millis / 1000, UTC)
+
+
 def _pool(cls: tuple[str, ...]) -> tuple[str, ...]:
     """A symptom's kind without its machine (``("alarm", code, level)``)."""
     return (cls[0], *cls[2:])
@@ -1153,13 +1167,11 @@ def baseline_rankings(
         analyzer.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
     )
     around = as_utc(deviation["start"]) or datetime.now(UTC)
-    window, _, bucket = analyzer._window(around)
+    level = _level(deviation)
+    window, bucket = analyzer._window(around, orders=level == "order")
     analyzer._attach_links(targets)
     analyzer._attach_machine_events(targets)
     candidates, exposed = analyzer._candidates(targets, window, bucket)
-    level = (
-        "order" if deviation["order_level"] else "machine" if deviation["machine_level"] else "op"
-    )
     bad = analyzer._bad(window, family(deviation["type"]), level, around)
     bad |= frozenset(targets)
     per_key: dict[tuple[str, str], set[str]] = defaultdict(set)
