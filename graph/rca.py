@@ -857,14 +857,16 @@ class RootCauseAnalyzer:
         timeline = sorted((op.start, k) for k, op in comparison.items() if op.start)
         starts = [t for t, _ in timeline]
 
+        spans: dict[int, frozenset[str]] = {}
+
         def during(ids: frozenset[str]) -> frozenset[str]:
             """The operations that ran while a candidate's own did (a day either side)."""
-            times = [comparison[k].start for k in ids if comparison[k].start]
-            if not times:
-                return frozenset()
-            low = bisect_left(starts, min(times) - timedelta(days=1))
-            high = bisect_left(starts, max(times) + timedelta(days=1))
-            return frozenset(k for _, k in timeline[low:high])
+            if id(ids) not in spans:  # the candidates' own sets, alive while ranking
+                times = [comparison[k].start for k in ids if comparison[k].start]
+                low = bisect_left(starts, min(times) - timedelta(days=1)) if times else 0
+                high = bisect_left(starts, max(times) + timedelta(days=1)) if times else 0
+                spans[id(ids)] = frozenset(k for _, k in timeline[low:high])
+            return spans[id(ids)]
 
         for a in elevated:
             for b in elevated:
