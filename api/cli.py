@@ -581,8 +581,7 @@ def _print_rca(result: RcaResult) -> None:
     console.print(f"[bold]{result.deviation}[/] ({result.deviation_type}) {result.description}")
     if not result.clear:
         console.print("  [yellow]no clear cause[/]; nearest candidates:")
-    shown = result.causes if result.clear else result.ranking[:3]
-    for rank, cause in enumerate(shown, start=1):
+    for rank, cause in enumerate(result.presented, start=1):
         console.print(
             f"  {rank}. [bold]{cause.label} {cause.key}[/] {cause.cause_type} "
             f"confidence {cause.confidence:.0%}: {cause.explanation}"

@@ -24,7 +24,7 @@ def elements(result: RcaResult) -> list[dict[str, Any]]:
     edges: dict[str, dict[str, Any]] = {}
     root = f"Deviation:{result.deviation}"
     nodes[root] = {"id": root, "label": result.deviation, "kind": "Deviation", "role": "deviation"}
-    for rank, cause in enumerate(result.causes, start=1):
+    for rank, cause in enumerate(result.presented, start=1):
         for path in cause.evidence:
             previous = root
             for index in range(2, len(path), 2):
@@ -106,10 +106,12 @@ def render(result: RcaResult, script_src: str | None = None) -> str:
     )
     causes = "".join(
         f"<li><b>{html.escape(c.label)} {html.escape(c.key)}</b> "
-        f"<span class='score'>({html.escape(c.cause_type)}, score {c.score:.2f})</span><br>"
-        f"{html.escape(c.explanation)}</li>"
-        for c in result.causes
+        f"<span class='score'>({html.escape(c.cause_type)}, confidence {c.confidence:.0%})"
+        f"</span><br>{html.escape(c.explanation)}</li>"
+        for c in result.presented
     )
+    if not result.clear:
+        causes = "<li><b>No clear cause</b>; nearest candidates:</li>" + causes
     return PAGE.format(
         title=html.escape(result.deviation),
         description=html.escape(result.description),

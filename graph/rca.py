@@ -167,6 +167,11 @@ class RcaResult:
         return self.causes + self.candidates
 
     @property
+    def presented(self) -> list[Cause]:
+        """What to show a person: the causes, or with no clear cause the nearest three."""
+        return self.causes if self.clear else self.ranking[:3]
+
+    @property
     def verdict(self) -> str:
         return "cause" if self.clear else "no clear cause"
 
@@ -193,6 +198,9 @@ class _Count:
     reference: frozenset[str]
     bad: frozenset[str]
     via: Factor | None = None  # the symptom this count goes through, if any
+    # the candidate's own work, where the count reaches beyond it (a symptom's kind over the
+    # plant): only its own work speaks for it against another candidate
+    own: frozenset[str] | None = None
 
     @cached_property
     def base(self) -> float:
@@ -216,7 +224,8 @@ class _Count:
         """Whether the count stays elevated on the work ``other`` did not touch (while
         ``other``'s work ran) without deviating credibly less there than on the shared work:
         a lathe whose every bad run followed a changeover does not stand without it."""
-        if self.score(exclude=other, within=during)[0] <= 0:
+        within = during if self.own is None else during & self.own
+        if self.score(exclude=other, within=within)[0] <= 0:
             return False
         return not self.falls_without(other, during)
 
@@ -224,6 +233,8 @@ class _Count:
         """Whether the work ``other`` did not touch (while ``other``'s ran) deviated
         credibly less than the work they share."""
         alone, shared = (self.exposed - other) & during, self.exposed & other
+        if self.own is not None:
+            alone &= self.own
         if not shared:
             return False
         a1, b1 = _posterior(len(alone & self.bad), len(alone), self.base)
@@ -793,7 +804,8 @@ class RootCauseAnalyzer:
     ) -> list[str]:
         """What the records say beside the counts: extra evidence, never the only one."""
         factor, op = candidate.factor, candidate.op
-        flags = [factor.detail] if factor.detail else []
+        # the certification of a person; an event's detail is already in its sentence
+        flags = [factor.detail] if factor.detail and factor.label == "Person" else []
         if factor.label == "Person" and op.start and op.step:
             earlier = [
                 o
@@ -833,20 +845,26 @@ class RootCauseAnalyzer:
                 others = [ids for lot, ids in candidate.batches.items() if lot not in used]
                 if others:
                     own -= max(others, key=lambda ids: (len(ids & bad), len(ids)))
-            ways: list[tuple[frozenset[str], Factor | None]] = [(own, None)]
+            ways: list[tuple[frozenset[str], Factor | None, frozenset[str] | None]] = [
+                (own, None, None)
+            ]
             for symptom in candidate.symptoms:
+                ids = frozenset(exposed.get(symptom.cls, ()))
                 if candidate.factor.label == "Machine":  # the machine's, and the plant's
-                    for cls in (symptom.cls, _pool(symptom.cls)):
-                        ways.append((frozenset(exposed.get(cls, ())) & everything, symptom))
+                    ways.append((ids & everything, symptom, None))
+                    plant = frozenset(exposed.get(_pool(symptom.cls), ())) & everything
+                    ways.append((plant, symptom, own))
                 else:  # what is about the machine: its own work that showed the symptom
-                    ways.append((frozenset(exposed.get(symptom.cls, ())) & own, symptom))
-            for ids, via in ways:
+                    ways.append((ids & own, symptom, None))
+            for ids, via, scope in ways:
                 for view, reference in (("window", everything), ("local", local)):
-                    candidate.counts.append(_Count(view, ids & reference, reference, bad, via))
+                    candidate.counts.append(
+                        _Count(view, ids & reference, reference, bad, via, scope)
+                    )
                     if step is not None:
                         ref = reference & step
                         candidate.counts.append(
-                            _Count(f"{view}, same step", ids & ref, ref, bad, via)
+                            _Count(f"{view}, same step", ids & ref, ref, bad, via, scope)
                         )
             candidate.rank()
 
