@@ -46,7 +46,7 @@ import json
 import uuid
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -501,32 +501,23 @@ class RootCauseAnalyzer:
 
     def _changeovers(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
         events = _by_machine(rows)
-        for machine, ops in by_machine.items():
-            for op in ops:
-                if not op.start:
-                    continue
-                recent = [
-                    e
-                    for e in events.get(machine, [])
-                    if op.start - CHANGEOVER_REACH <= e["at"] <= op.start
-                ]
-                for event in recent[-1:]:
-                    path = _machine_path(op) + [
-                        _rel("HAD_CHANGEOVER", "out", event["at"]),
-                        _node("Changeover", event["id"]),
-                    ]
-                    op.factors.append(
-                        Factor(
-                            ("changeover", machine),
-                            "Changeover",
-                            event["id"],
-                            "changeover",
-                            event["at"],
-                            1.0,
-                            path,
-                            f"to {event['product']}" if event["product"] else "",
-                        )
-                    )
+        for machine, op, event in _latest(by_machine, events, CHANGEOVER_REACH, to_end=False):
+            path = _machine_path(op) + [
+                _rel("HAD_CHANGEOVER", "out", event["at"]),
+                _node("Changeover", event["id"]),
+            ]
+            op.factors.append(
+                Factor(
+                    ("changeover", machine),
+                    "Changeover",
+                    event["id"],
+                    "changeover",
+                    event["at"],
+                    1.0,
+                    path,
+                    f"to {event['product']}" if event["product"] else "",
+                )
+            )
 
     def _alarms(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
         events = _by_machine(rows, lambda r: r["level"] in ("Warning", "Fault"))
@@ -558,32 +549,23 @@ class RootCauseAnalyzer:
 
     def _inspections(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
         events = _by_machine(rows, lambda r: r["failed"] > 0)
-        for machine, ops in by_machine.items():
-            for op in ops:
-                if not op.start:
-                    continue
-                recent = [
-                    e
-                    for e in events.get(machine, [])
-                    if op.start - INSPECTION_REACH <= e["at"] <= (op.end or op.start)
-                ]
-                for event in recent[-1:]:
-                    path = _machine_path(op) + [
-                        _rel("INSPECTED", "in", event["at"]),
-                        _node("Inspection", event["id"]),
-                    ]
-                    op.factors.append(
-                        Factor(
-                            ("inspection", machine, event["template"] or ""),
-                            "Inspection",
-                            event["id"],
-                            "failed_checklist",
-                            event["at"],
-                            1.0,
-                            path,
-                            f"{event['failed']} failed in {event['title'] or 'a checklist'}",
-                        )
-                    )
+        for machine, op, event in _latest(by_machine, events, INSPECTION_REACH, to_end=True):
+            path = _machine_path(op) + [
+                _rel("INSPECTED", "in", event["at"]),
+                _node("Inspection", event["id"]),
+            ]
+            op.factors.append(
+                Factor(
+                    ("inspection", machine, event["template"] or ""),
+                    "Inspection",
+                    event["id"],
+                    "failed_checklist",
+                    event["at"],
+                    1.0,
+                    path,
+                    f"{event['failed']} failed in {event['title'] or 'a checklist'}",
+                )
+            )
 
     def _exposure(
         self, bucket: int, classes: Iterable[tuple[str, ...]], window: dict[str, Op]
@@ -1088,6 +1070,24 @@ def _confidence(counts: list[tuple[_Count | None, frozenset[str]]]) -> list[floa
         draws[:, i] = rng.beta(a, b, DRAWS) - count.base
     wins = np.bincount(draws.argmax(axis=1), minlength=len(counts) + 1)
     return [float(w) / DRAWS for w in wins[:-1]]
+
+
+def _latest(
+    by_machine: dict[str, list[Op]],
+    events: dict[str, list[dict[str, Any]]],
+    reach: timedelta,
+    to_end: bool,
+) -> Iterator[tuple[str, Op, dict[str, Any]]]:
+    """For each operation, the machine's last event from ``reach`` before its start to its
+    start (or, ``to_end``, to its end)."""
+    for machine, ops in by_machine.items():
+        for op in ops:
+            if not op.start:
+                continue
+            until = (op.end or op.start) if to_end else op.start
+            recent = [e for e in events.get(machine, []) if op.start - reach <= e["at"] <= until]
+            if recent:
+                yield machine, op, recent[-1]
 
 
 def _by_machine(
