@@ -269,6 +269,17 @@ class _Candidate:
             self.score, self.best = max(scored, key=lambda s: s[0])
 
 
+@dataclass
+class _Case:
+    deviation: dict[str, Any]
+    targets: dict[str, Op]
+    around: datetime
+    comparison: dict[str, Op]  # the window's work, the deviation's own included
+    bad: frozenset[str]  # of it, what showed the same kind of deviation
+    candidates: list[_Candidate]
+    exposed: dict[tuple, set[str]]
+
+
 class RootCauseAnalyzer:
     """Analyses deviations against one store; keeps the window's operations and what they
     were exposed to, so analysing every deviation of a plant does not pull them again."""
@@ -632,8 +643,8 @@ class RootCauseAnalyzer:
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def analyze(self, deviation_id: str) -> RcaResult:
-        """Rank the likely causes of one deviation."""
+    def _case(self, deviation_id: str) -> _Case:
+        """The deviation, its work with its candidates, and the window they are judged in."""
         deviation = self._deviation(deviation_id)
         if not deviation["operations"]:
             if deviation["machine_level"]:
@@ -653,7 +664,6 @@ class RootCauseAnalyzer:
         )
         level = _level(deviation)
         window, bucket = self._window(around, orders=level == "order")
-        notes: list[str] = []
         for name, op in targets.items():
             if name in window:
                 op.step = window[name].step
@@ -664,8 +674,15 @@ class RootCauseAnalyzer:
         # operation to each of its candidates, which the prior keeps from deciding alone.
         comparison = {**window, **{k: window.get(k, op) for k, op in targets.items()}}
         bad = self._bad(comparison, family(deviation["type"]), level, around) | set(targets)
-        self._count(candidates, exposed, comparison, frozenset(bad), around)
-        causes, rest = self._rank(candidates, comparison, frozenset(targets))
+        return _Case(deviation, targets, around, comparison, frozenset(bad), candidates, exposed)
+
+    def analyze(self, deviation_id: str) -> RcaResult:
+        """Rank the likely causes of one deviation."""
+        case = self._case(deviation_id)
+        deviation, targets, candidates = case.deviation, case.targets, case.candidates
+        self._count(candidates, case.exposed, case.comparison, case.bad, case.around)
+        causes, rest = self._rank(candidates, case.comparison, frozenset(targets))
+        notes: list[str] = []
         subjects = {
             "operations": sorted(targets),
             "orders": sorted({op.order for op in targets.values() if op.order}),
@@ -1182,18 +1199,9 @@ def baseline_rankings(
     """The candidates ranked by the contrast statistic RCA must beat: for each entity the
     deviation's work touched, the Laplace-smoothed deviation rate of all operations that
     touched it (itself included), over the analyzer's window and within ``days``."""
-    deviation = analyzer._deviation(deviation_id)
-    targets = analyzer.operations(
-        analyzer.store.read(queries.RCA_OPERATIONS, ops=deviation["operations"])
-    )
-    around = as_utc(deviation["start"]) or datetime.now(UTC)
-    level = _level(deviation)
-    window, bucket = analyzer._window(around, orders=level == "order")
-    analyzer._attach_links(targets)
-    analyzer._attach_machine_events(targets)
-    candidates, exposed = analyzer._candidates(targets, window, bucket)
-    bad = analyzer._bad(window, family(deviation["type"]), level, around)
-    bad |= frozenset(targets)
+    case = analyzer._case(deviation_id)
+    window, bad, around, targets = case.comparison, case.bad, case.around, case.targets
+    candidates, exposed = case.candidates, case.exposed
     per_key: dict[tuple[str, str], set[str]] = defaultdict(set)
     for name, op in window.items():
         for factor in op.factors:
