@@ -354,7 +354,7 @@ MATCH (o:Operation {operation_id: oid})
 OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
 OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
 RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end,
-       m.machine_id AS machine, m.machine_type AS machine_type, ord.order_id AS order
+       m.machine_id AS machine, ord.order_id AS order
 """
 
 # Every operation of the plant in the analysis window, with the deviations about it and its
@@ -793,7 +793,7 @@ OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
 OPTIONAL MATCH (ord:ProductionOrder)-[:HAS_OPERATION]->(o)
 RETURN o.operation_id AS operation, coalesce(o.actual_start, o.planned_start) AS start,
        coalesce(o.actual_end, o.planned_end) AS end, m.machine_id AS machine,
-       m.machine_type AS machine_type, ord.order_id AS order
+       ord.order_id AS order
 LIMIT $cap
 """
 

@@ -110,7 +110,6 @@ class Factor:
 class Op:
     operation: str
     machine: str | None
-    machine_type: str | None
     order: str | None
     start: datetime | None
     end: datetime | None
@@ -337,12 +336,11 @@ class RootCauseAnalyzer:
         return [min(rows, key=distance)["operation"]] if rows else []
 
     def operations(self, rows: Iterable[dict[str, Any]]) -> dict[str, Op]:
-        """Operations from rows with operation, machine, machine_type, order, start, end."""
+        """Operations from rows with operation, machine, order, start, end."""
         return {
             r["operation"]: Op(
                 r["operation"],
                 r["machine"],
-                r.get("machine_type"),
                 r["order"],
                 as_utc(r["start"]),
                 as_utc(r["end"]),
@@ -363,7 +361,7 @@ class RootCauseAnalyzer:
             span = {"since": since.isoformat(), "until": until.isoformat()}
             rows = self.store.read(queries.RCA_WINDOW, **span)[0]["rows"]
             self._windows[bucket] = {
-                name: Op(name, machine, None, None, _epoch(start), _epoch(end), step=step)
+                name: Op(name, machine, None, _epoch(start), _epoch(end), step=step)
                 for name, start, end, step, machine in rows
             }
             self._deviations_read(bucket, queries.RCA_WINDOW_DEVIATIONS, since, until, False)
