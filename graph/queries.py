@@ -797,15 +797,31 @@ RETURN o.operation_id AS operation, coalesce(o.actual_start, o.planned_start) AS
 LIMIT $cap
 """
 
-# Live sources (MQTT) resume a machine's open interval and alarms after a restart.
-OPEN_MACHINE_STATE = """
-MATCH (m:Machine {machine_id: $machine})-[:HAD_STATE]->(s:MachineState)
-WHERE s.end IS NULL
-RETURN s.state_id AS id, s.start AS start, s.state AS state, s.reason_code AS reason
-ORDER BY s.start DESC
-LIMIT 1
+# Machine-state intervals chain: a state with no end from its source ends where the machine's
+# next state begins, whichever file, run or live message brought either (ordered by time).
+STATE_TIMELINES = """
+UNWIND $machines AS key
+MATCH (:Machine {machine_id: key})-[:HAD_STATE]->(s:MachineState)
+WHERE s.start >= datetime($since) OR s.end IS NULL OR s.end >= datetime($since)
+RETURN key AS machine, s.state_id AS id, s.start AS start, s.end AS end,
+       s.end_inferred AS inferred, s.state AS state, s.reason_code AS reason
 """
 
+CLOSE_STATES = """
+UNWIND $rows AS row
+MATCH (s:MachineState {state_id: row.id})
+SET s.end = datetime(row.end), s.duration_s = row.seconds, s.end_inferred = true
+"""
+
+# A repeated observation of the state a machine is already in (each /current poll, each day
+# file's first line) is the same interval, not a new one.
+MERGE_REPEATED_STATES = """
+UNWIND $ids AS key
+MATCH (s:MachineState {state_id: key})
+DETACH DELETE s
+"""
+
+# Live sources (MQTT) resume a machine's open alarms after a restart.
 OPEN_MACHINE_ALARMS = """
 MATCH (m:Machine {machine_id: $machine})-[:RAISED]->(a:Alarm)
 WHERE a.cleared_at IS NULL AND a.level IN ['Warning', 'Fault']

@@ -437,6 +437,51 @@ class BulkWriter:
             report.rejected.append(Rejection(spec.name, m["position"], reason, raw[m["position"]]))
         self._account(report, len(batch) - len(missing), created, updated, started)
 
+    # -- intervals -----------------------------------------------------------------------------
+
+    def chain_states(self, machines: Collection[str], since: datetime) -> tuple[set[str], int]:
+        """Close the machines' state intervals from the states now stored, in time order.
+
+        A source only says when a machine entered a state; it leaves it when the next state
+        begins, and that state may come from the next day's file, a later run or a live
+        message, in any order. States whose source gave an end are left as they are. Returns
+        the states whose end changed (for the deviation rules) and how many repeated states
+        were folded into the interval they repeat.
+        """
+        if not machines:
+            return set(), 0
+        rows = self.store.read(
+            queries.STATE_TIMELINES, machines=Rows(sorted(machines)), since=since.isoformat()
+        )
+        timelines: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            row["start"], row["end"] = as_utc(row["start"]), as_utc(row["end"])
+            if row["start"] is not None:
+                timelines.setdefault(row["machine"], []).append(row)
+        closed: list[dict[str, Any]] = []
+        repeated: list[str] = []
+        for states in timelines.values():
+            states.sort(key=lambda s: (s["start"], s["id"]))
+            current = None  # the open-ended interval being followed
+            for state in states:
+                if current is not None:
+                    if (state["state"], state["reason"]) == (current["state"], current["reason"]):
+                        repeated.append(state["id"])
+                        continue
+                    end = state["start"]
+                    if current["end"] != end or not current["inferred"]:
+                        seconds = (end - current["start"]).total_seconds()
+                        closed.append(
+                            {"id": current["id"], "end": end.isoformat(), "seconds": seconds}
+                        )
+                own_end = state["end"] is not None and not state["inferred"]
+                current = None if own_end else state
+        if closed:
+            self.store.write(queries.CLOSE_STATES, rows=Rows(closed))
+        if repeated:
+            self.store.write(queries.MERGE_REPEATED_STATES, ids=Rows(repeated))
+        return {c["id"] for c in closed}, len(repeated)
+
     # -- shared bookkeeping --------------------------------------------------------------------
 
     def _account(

@@ -96,7 +96,7 @@ def parse(path: Path) -> Iterator[Item]:
             if tag in ("Samples", "Events", "Condition"):
                 section = ""
             elif tag == "DeviceStream":
-                device = None  # its last state stays open: it is written without an end
+                device = None
             elif section and device is not None and device.name and element.get("dataItemId"):
                 yield from _observation(device, section, tag, element)
             if tag not in ("MTConnectStreams", "Streams"):
@@ -157,18 +157,15 @@ def _observation(device: Device, section: str, tag: str, element: ET.Element) ->
 def start_state(
     device: Device, position: str, moment: datetime, state: str, reason: str
 ) -> Iterator[Item]:
-    rows: list[NodeRow | RelRow] = []
+    """A machine enters a state; it ends where the machine's next state begins, which the
+    runner works out from everything stored (the next one may come from another file)."""
     if device.open_state is not None:
-        previous_id, start, previous_state, previous_reason = device.open_state
+        _, _, previous_state, previous_reason = device.open_state
         if previous_state == state and previous_reason == reason:
             yield SkippedRecord(position, "state unchanged")
             return
-        rows += state_rows(device, previous_id, {
-            "state": previous_state, "reason_code": previous_reason, "start": start,
-            "end": moment, "duration_s": (moment - start).total_seconds(),
-        })  # fmt: skip
     state_id = f"{device.name}/{moment.isoformat()}"
-    rows += state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
+    rows = state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
     device.open_state = (state_id, moment, state, reason)
     yield Record(position, rows, reason)
 

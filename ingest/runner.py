@@ -24,6 +24,7 @@ from opsgraph.graph import queries
 from opsgraph.graph.store import Rows, Store
 from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
+from opsgraph.schema.base import as_utc
 
 from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from . import rows as rows_document
@@ -206,6 +207,7 @@ class IngestReport:
     dead_letters: str | None = None
     rejections: list[dict[str, Any]] = field(default_factory=list)
     new_deviations: list[str] = field(default_factory=list)  # for workflows and subscribers
+    repeated_states: int = 0  # observations of the state a machine was already in, folded
     seconds: float = 0.0
     write_seconds: float = 0.0
 
@@ -230,6 +232,7 @@ class IngestReport:
             "dead_letters": self.dead_letters,
             "rejections": self.rejections,
             "new_deviations": self.new_deviations,
+            "repeated_states": self.repeated_states,
         }
 
 
@@ -653,6 +656,7 @@ class IngestRunner:
             results = list(node_results)
             for wave in _waves(list(buffer.rels.items())):
                 results += pool.map(lambda group: self._write_rels(group, fresh), wave)
+        self._chain_states(buffer, batch, report)
         for target, rows, result in results:
             counts = report.writes.setdefault(
                 target, {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
@@ -673,6 +677,26 @@ class IngestRunner:
                 "; ".join(reasons),
                 record.raw,
             )
+
+    def _chain_states(self, buffer: _Buffer, batch: _Batch, report: IngestReport) -> None:
+        """Close the intervals of the machines whose states this batch wrote; states closed
+        this way are in scope for the live runs' deviation rules, like those written."""
+        starts = []
+        for props, _ in buffer.nodes.get("MachineState", ()):
+            try:
+                starts.append(as_utc(props.get("start")))
+            except ValueError:
+                continue  # the writer rejected it with the reason
+        starts = [s for s in starts if s is not None]
+        had = buffer.rels.get(("Machine", "HAD_STATE", "MachineState"), ())
+        machines = {data["start"] for data, _ in had}
+        if not starts or not machines:
+            return
+        closed, repeated = self.writer.chain_states(machines, min(starts))
+        report.repeated_states += repeated
+        if batch.touched is not None:
+            batch.touched.setdefault("MachineState", set()).update(closed)
+            batch.touched.setdefault("Machine", set()).update(machines)
 
     def _write_nodes(self, group: tuple[str, list[tuple[dict, int]]]) -> tuple:
         label, rows = group

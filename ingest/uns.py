@@ -104,9 +104,8 @@ class Tracker:
         return device
 
     def _resume(self, device: mtconnect.Device) -> None:
-        """Pick up the interval and alarms a previous session left open."""
-        for r in self.store.read(queries.OPEN_MACHINE_STATE, machine=device.name):
-            device.open_state = (r["id"], as_utc(r["start"]), r["state"], r["reason"] or "")
+        """Pick up the alarms a previous session left open (its open state interval needs
+        nothing: the runner closes intervals from what is stored)."""
         for r in self.store.read(queries.OPEN_MACHINE_ALARMS, machine=device.name):
             device.open_alarms.setdefault(r["code"], []).append((r["id"], as_utc(r["at"])))
 

@@ -231,6 +231,7 @@ class MachineState(OpsNode):
     start = UtcDateTimeProperty(index=True)
     end = UtcDateTimeProperty()
     duration_s = FloatProperty()
+    end_inferred = BooleanProperty(help_text="end is the machine's next state's start")
 
 
 class Alarm(OpsNode):

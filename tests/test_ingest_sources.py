@@ -199,3 +199,66 @@ def test_the_whole_plant_reingests_without_change(plant: tuple, tmp_path: Path) 
         for k, v in again.writes.items()
         if v["created"] or v["updated"]
     } == {}
+
+
+def _streams(day: str, observations: list[tuple[str, str]]) -> str:
+    """An agent's Streams document for M-900 with the given (time, Execution) observations."""
+    events = "".join(
+        f'<Execution dataItemId="exec" timestamp="{day}T{t}Z" sequence="{i}">{v}</Execution>'
+        for i, (t, v) in enumerate(observations, start=1)
+    )
+    return (
+        '<MTConnectStreams xmlns="urn:mtconnect.org:MTConnectStreams:2.0"><Streams>'
+        '<DeviceStream name="M-900" uuid="m900"><ComponentStream component="Controller" '
+        f'name="c" componentId="c"><Events>{events}</Events></ComponentStream></DeviceStream>'
+        "</Streams></MTConnectStreams>"
+    )
+
+
+def _states(store: Store) -> list[tuple[str, str, float | None]]:
+    rows = store.read(
+        "MATCH (:Machine {machine_id: 'M-900'})-[:HAD_STATE]->(s:MachineState) "
+        "RETURN s.start AS start, s.reason_code AS reason, s.duration_s AS seconds "
+        "ORDER BY s.start"
+    )
+    return [(str(r["start"])[:16], r["reason"], r["seconds"]) for r in rows]
+
+
+def test_machine_states_chain_across_files_runs_and_out_of_order(
+    store: Store, tmp_path: Path
+) -> None:
+    runner = IngestRunner(store, tmp_path / "state")
+    day1, day2, day3 = (tmp_path / f"day{i}" for i in (1, 2, 3))
+    for folder in (day1, day2, day3):
+        folder.mkdir()
+    (day1 / "m900.xml").write_text(
+        _streams("2026-11-02", [("22:00:00", "ACTIVE"), ("23:00:00", "READY")])
+    )
+    # the next day's file repeats the state the machine is in, then it stops for 40 minutes
+    (day2 / "m900.xml").write_text(
+        _streams(
+            "2026-11-03", [("00:00:00", "READY"), ("01:00:00", "STOPPED"), ("01:40:00", "ACTIVE")]
+        )
+    )
+    runner.run([day1, day2])
+    assert _states(store) == [
+        ("2026-11-02T22:00", "ACTIVE", 3600.0),
+        ("2026-11-02T23:00", "READY", 7200.0),  # the repeat at midnight is the same interval
+        ("2026-11-03T01:00", "STOPPED", 2400.0),
+        ("2026-11-03T01:40", "ACTIVE", None),  # still running: the only open interval
+    ]
+    downtime = store.read(
+        "MATCH (d:Deviation {deviation_type: 'downtime'})-[:ABOUT]->(m:Machine) "
+        "WHERE m.machine_id = 'M-900' RETURN d.deviation_id AS id"
+    )
+    assert len(downtime) == 1
+    # a later run brings an earlier stretch (a file that arrived late): ordered by time
+    (day3 / "m900.xml").write_text(_streams("2026-11-02", [("22:30:00", "STOPPED")]))
+    runner.run([day3])
+    assert _states(store)[:3] == [
+        ("2026-11-02T22:00", "ACTIVE", 1800.0),
+        ("2026-11-02T22:30", "STOPPED", 1800.0),
+        ("2026-11-02T23:00", "READY", 7200.0),
+    ]
+    again = runner.run([day1, day2, day3], full=True)
+    assert len(_states(store)) == 5 and again.rejected == 0
