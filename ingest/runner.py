@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import tomllib
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,8 @@ from opsgraph.schema.base import as_utc
 
 from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from . import rows as rows_document
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord
+from .odata import ODataValueError
+from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, local_name
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,55 @@ class Aliases:
 
     def __call__(self, label: str, key: str) -> str:
         return self.table.get(label, {}).get(key, key)
+
+
+def unrecognised(path: Path) -> str:
+    """Why no parser took a file, said about the file (where it is broken, what it holds)
+    rather than about the parsers: a truncated export is to be fixed, not given a format."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if not head:
+        return "the file is empty"
+    if head[:1] in (b"{", b"["):
+        lines = path.suffix.lower() in (".jsonl", ".ndjson")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as error:
+            return f"not UTF-8 text (byte {error.start})"
+        for number, chunk in enumerate(text.splitlines() if lines else [text], start=1):
+            try:
+                if chunk.strip():
+                    json.loads(chunk)
+            except json.JSONDecodeError as error:
+                where = f"line {error.lineno}, column {error.colno} (byte {error.pos})"
+                if lines:
+                    where = f"line {number}, column {error.colno}"
+                return f"malformed JSON at {where}: {error.msg}"
+        try:
+            next(sap.iter_results(path), None)
+        except ODataValueError as error:
+            return f"JSON, but not an export opsgraph reads: {error}"
+        return "JSON, but not an export opsgraph reads (SAP OData v2, SafetyCulture, rows)"
+    if head[:1] == b"<":
+        root = None
+        try:
+            for _, element in ET.iterparse(path, events=("start",)):
+                root = root or local_name(element.tag)
+        except ET.ParseError as error:
+            line, column = error.position
+            return f"malformed XML at line {line}, column {column + 1}: {error}"
+        return f"XML with root <{root}>, which no parser reads (MTConnectStreams, B2MML)"
+    columns = sorted(tables.header(path))
+    if columns:
+        shown = ", ".join(columns[:12]) + (", …" if len(columns) > 12 else "")
+        return (
+            f"its columns ({shown}) match no built-in table layout; describe them in a "
+            "TOML mapping (opsgraph ingest --mapping FILE)"
+        )
+    return "no parser recognises this file; name its format explicitly"
 
 
 @dataclass(frozen=True)
@@ -387,7 +438,7 @@ class IngestRunner:
             rank = fmt.rank(path)
             if rank is not None:
                 return fmt, rank
-        raise UnknownFormat(f"{path}: no parser recognises this file; name one with --format")
+        raise UnknownFormat(f"{path.name}: {unrecognised(path)}")
 
     def run(
         self,

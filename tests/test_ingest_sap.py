@@ -9,8 +9,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from opsgraph.graph.store import Store
-from opsgraph.ingest.runner import IngestRunner
+from opsgraph.ingest.runner import IngestRunner, UnknownFormat
 
 DATA = Path(__file__).parent / "data"
 
@@ -185,7 +187,10 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
     )
     assert reasons[("bad_records.json", "d.results[4]")] == "expected an entity object, got str"
     assert reasons[("truncated_orders.json", "file")].startswith("malformed JSON")
-    assert "no parser recognises this file" in reasons[("not_odata.json", "file")]
+    assert reasons[("not_odata.json", "file")] == (
+        'not_odata.json: JSON, but not an export opsgraph reads: no OData v2 envelope {"d": '
+        '{"results": [...]}} in this file'
+    )
     assert reasons[("unknown_reference_confirmations.json", "d.results[0]")].startswith(
         "(Confirmation)-[:CONFIRMS]->(Operation): unknown Operation operation_id='9999999/0010'"
     )
@@ -199,3 +204,29 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
     assert store.read("MATCH (p:Product {product_id: 'FG-SHAFT-20'}) RETURN count(p) AS n") == [
         {"n": 1}
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        (
+            "orders.json",
+            '{"d": {"results": [{"ManufacturingOrder": "1"',
+            "malformed JSON at line 1",
+        ),
+        ("broken.json", '{"d":\n {"results": [}\n', "malformed JSON at line 2, column 15"),
+        ("feed.jsonl", '{"a": 1}\n{"a": \n', "malformed JSON at line 2, column 7"),
+        ("agent.xml", '<?xml version="1.0"?>\n<MTConnectStreams xmlns=', "malformed XML at line 2"),
+        ("other.xml", "<Invoice><Total>3</Total></Invoice>", "XML with root <Invoice>"),
+        ("empty.json", "", "the file is empty"),
+        ("prices.csv", "sku,price\nA,3\n", "its columns (price, sku) match no built-in"),
+    ],
+)
+def test_unrecognised_files_say_what_is_wrong_with_them(
+    store: Store, tmp_path: Path, name: str, content: str, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(UnknownFormat) as raised:
+        _runner(store, tmp_path).detect(path)
+    assert str(raised.value).startswith(f"{name}: {reason}"), raised.value
