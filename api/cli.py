@@ -38,6 +38,7 @@ from opsgraph.graph.workflows import (
 )
 from opsgraph.ingest.demo import VARIANTS, generate
 from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
+from opsgraph.ingest.parking import Parked, ParkingLot
 from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
 from opsgraph.ingest.tables import load_mapping
 from opsgraph.schema import SchemaError
@@ -270,6 +271,9 @@ def ingest(
         Path | None, typer.Option(help="Workflows file: run the rules on the new deviations.")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction.")] = 5000,
+    pending: Annotated[
+        bool, typer.Option(help="List the records waiting for an entity they name, and exit.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Load source exports into the graph, then detect deviations.
@@ -280,12 +284,18 @@ def ingest(
     alarms, process readings, quality checks, shift rosters, skills, notes, decision logs).
     Directories are read recursively. Exits with status 3 when records were rejected; each
     one is in the dead-letter file with its source, position, reason and the raw record.
+    A record naming an entity not loaded yet (a confirmation before its order, an inspection
+    item before its inspection) is parked instead and tried again by every later run, file,
+    webhook or MQTT; --pending lists what waits and why.
 
     With --mqtt, subscribes to a plant's Unified Namespace instead (ISA-95 topics
     enterprise/site/area/line/machine/tag with JSON payloads, and Sparkplug B spBv1.0/...):
     QoS 1, each message acknowledged once its records are committed; runs until Ctrl-C.
     """
     settings: Settings = ctx.obj
+    if pending:
+        _print_pending(ParkingLot(settings.home / "ingest").read(), as_json)
+        return
     rules = _rules(workflows) if workflows else []
     if mqtt is not None:
         if paths:
@@ -463,8 +473,28 @@ def _print_ingest(report: IngestReport) -> None:
         f"{report.records} records in {report.seconds:.2f} s ({rate:,.0f}/s): "
         f"{created} nodes/relationships created, {updated} updated, {report.rejected} rejected"
     )
+    if report.parked or report.unparked:
+        console.print(
+            f"{report.parked} records parked until what they name arrives, {report.unparked} "
+            f"parked earlier loaded now; {report.waiting} waiting (opsgraph ingest --pending)"
+        )
     if report.dead_letters:
         err_console.print(f"[yellow]rejected records are in {report.dead_letters}[/]")
+
+
+def _print_pending(entries: list[Parked], as_json: bool) -> None:
+    if as_json:
+        _emit([{k: v for k, v in vars(e).items() if k != "rows"} for e in entries])
+        return
+    if not entries:
+        console.print("nothing is waiting: every record loaded or was rejected")
+        return
+    table = Table(title=f"{len(entries)} records waiting for an entity they name")
+    for column in ("source", "position", "since", "tries", "waiting for"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(Path(e.source).name, e.position, e.since[:19], str(e.attempts), e.reason)
+    console.print(table)
 
 
 # -- root-cause analysis --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from opsgraph.schema.base import as_utc
 from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from . import rows as rows_document
 from .odata import ODataValueError
+from .parking import Parked, ParkingLot
 from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, local_name
 
 
@@ -227,6 +228,9 @@ class Stream:
     rank: int = 20
 
 
+PARKED = " (parked)"  # how records retried from the parking lot appear in reports
+
+
 class UnknownFormat(ValueError):
     """No parser recognises a file (or the named format does not exist)."""
 
@@ -241,6 +245,7 @@ class SourceReport:
     loaded: int = 0
     skipped: int = 0
     rejected: int = 0
+    parked: int = 0  # waiting for an entity they name (ingest/parking.py)
     seconds: float = 0.0
     unchanged_since_last_run: bool = False
 
@@ -259,6 +264,10 @@ class IngestReport:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     new_deviations: list[str] = field(default_factory=list)  # for workflows and subscribers
     repeated_states: int = 0  # observations of the state a machine was already in, folded
+    parked: int = 0  # records of this run waiting for an entity they name
+    parked_records: list[dict[str, Any]] = field(default_factory=list)  # ... and why
+    unparked: int = 0  # records parked by earlier runs that loaded in this one
+    waiting: int = 0  # everything parked after this run
     seconds: float = 0.0
     write_seconds: float = 0.0
 
@@ -284,6 +293,10 @@ class IngestReport:
             "rejections": self.rejections,
             "new_deviations": self.new_deviations,
             "repeated_states": self.repeated_states,
+            "parked": self.parked,
+            "unparked": self.unparked,
+            "waiting": self.waiting,
+            "parked_records": self.parked_records,
         }
 
 
@@ -365,7 +378,9 @@ class _Batch:
     def reset(self) -> None:
         self.buffer = _Buffer(self.aliases)
         self.records: list[tuple[SourceReport, Record]] = []
-        self.files: list[tuple[Path, str, SourceReport]] = []
+        self.files: list[tuple[Path | None, str, SourceReport]] = []  # None: parked records
+        self.systems: dict[SourceReport, str] = {}
+        self.rank = 0  # every record of a batch has the same place in the load order
 
 
 class IngestRunner:
@@ -396,6 +411,9 @@ class IngestRunner:
         self.thresholds = thresholds or deviations.Thresholds()
         self.writer = BulkWriter(store, batch_size=batch_size)
         self.watermark_file = state_dir / "watermarks.json"
+        self.parking = ParkingLot(state_dir)
+        self._lot: dict[int, Parked] = {}  # what is parked now, by id (kept at every commit)
+        self._retrying: dict[int, Parked] = {}  # id(record) -> its entry, while retried
         self._running = threading.Lock()  # one run at a time (webhooks may arrive together)
 
     # -- watermarks ----------------------------------------------------------------------------
@@ -406,13 +424,15 @@ class IngestRunner:
         except (OSError, ValueError):
             return {}
 
-    def _save_watermarks(self, files: list[tuple[Path, str, SourceReport]]) -> None:
+    def _save_watermarks(self, files: list[tuple[Path | None, str, SourceReport]]) -> None:
         """Record the files whose rows are all committed (one write per batch, not per file)."""
         if not files:
             return
         marks = self._watermarks()
         now = datetime.now(UTC).isoformat()
         for path, digest, report in files:
+            if path is None:
+                continue  # parked records: they have no file to skip next time
             marks[f"{self.scope}|{path.resolve()}"] = {
                 "sha256": digest,
                 "records": report.records,
@@ -472,10 +492,11 @@ class IngestRunner:
         ):
             current_rank: int | None = None
             sources = []
-            for stream in sorted(streams, key=lambda s: s.rank):
+            parked = self._unpark()
+            for stream in sorted([*streams, *parked], key=lambda s: (s.rank, s in parked)):
                 if stream.rank != current_rank:
                     self._flush(batch, report)
-                    current_rank = stream.rank
+                    current_rank = batch.rank = stream.rank
                 if rules and batch.touched and stream.rank >= RULES_RANK:
                     report.sources.append(self._detect_deviations(batch, report, batch.touched))
                     rules = False
@@ -487,7 +508,7 @@ class IngestRunner:
                 )
             self._flush(batch, report)
             for source in sources:
-                source.loaded = source.records - source.skipped - source.rejected
+                source.loaded = source.records - source.skipped - source.rejected - source.parked
             if rules and batch.touched:
                 report.sources.append(self._detect_deviations(batch, report, batch.touched))
         return report
@@ -546,17 +567,30 @@ class IngestRunner:
                     report.sources.append(SourceReport(str(path), "unknown", rejected=1))
                     batch.reject(str(path), "unknown", "file", str(error), None)
                     continue
-                plan.append((rank, str(path), path, fmt))
+                plan.append((rank, 0, str(path), (path, fmt)))
+            # records parked by earlier runs, after the new files of their rank
+            plan += [(st.rank, 1, st.name, st) for st in self._unpark()]
             marks = self._watermarks()
             loaded_any = False
             current_rank: int | None = None
-            for rank, _, path, fmt in sorted(plan, key=lambda item: item[:2]):
+            for rank, _, _, entry in sorted(plan, key=lambda item: item[:3]):
                 if rank != current_rank:
                     self._flush(batch, report)
-                    current_rank = rank
+                    current_rank = batch.rank = rank
                 if rules and loaded_any and rank >= RULES_RANK:
                     report.sources.append(self._detect_deviations(batch, report))
                     rules = False
+                if isinstance(entry, Stream):
+                    source = SourceReport(entry.name, entry.format)
+                    report.sources.append(source)
+                    short = Path(entry.name.removesuffix(PARKED)).name
+                    self._stream(
+                        iter(entry.items), source, short, entry.source_system, batch, report
+                    )
+                    batch.files.append((None, "", source))
+                    loaded_any = True
+                    continue
+                path, fmt = entry
                 digest = _sha256(path)
                 mark = marks.get(f"{self.scope}|{path.resolve()}")
                 if not full and mark and mark["sha256"] == digest:
@@ -575,6 +609,22 @@ class IngestRunner:
             if rules and loaded_any:
                 report.sources.append(self._detect_deviations(batch, report))
         return report
+
+    def _unpark(self) -> list[Stream]:
+        """Everything parked, as one stream per source and place in the load order."""
+        entries = self.parking.read()
+        self._lot = {id(e): e for e in entries}
+        self._retrying = {}
+        groups: dict[tuple, list[Record]] = {}
+        for entry in entries:
+            record = entry.record()
+            self._retrying[id(record)] = entry
+            key = (entry.rank, entry.source, entry.format, entry.source_system)
+            groups.setdefault(key, []).append(record)
+        return [
+            Stream(source + PARKED, fmt, system, records, rank)
+            for (rank, source, fmt, system), records in groups.items()
+        ]
 
     def watch(
         self,
@@ -658,6 +708,7 @@ class IngestRunner:
                     "source_record": f"{short_name}:{item.position}",
                 }
                 batch.records.append((source, item))
+                batch.systems[source] = source_system
                 for row in item.rows:
                     batch.buffer.add(row, len(batch.records) - 1, origin)
                 if batch.buffer.size >= self.buffer_rows:
@@ -676,7 +727,7 @@ class IngestRunner:
         if batch.records:
             self._write(batch, report)
         for _, _, source in batch.files:
-            source.loaded = source.records - source.skipped - source.rejected
+            source.loaded = source.records - source.skipped - source.rejected - source.parked
         self._save_watermarks(batch.files)
         elapsed = time.perf_counter() - started
         for source, count in Counter(source for source, _ in batch.records).items():
@@ -689,12 +740,14 @@ class IngestRunner:
         """Write nodes before relationships; records with a rejected row go to dead letters.
 
         A record whose relationship names a node that neither this batch nor the store has
-        is rejected whole before anything is written, so no record is left half-loaded.
+        is parked whole before anything is written (no record is left half-loaded), to be
+        tried again when that node may have arrived.
         """
         buffer = batch.buffer
-        failed = self._dangling(buffer)
-        if failed:
-            buffer = buffer.without(set(failed))
+        waiting = self._dangling(buffer)
+        if waiting:
+            buffer = buffer.without(set(waiting))
+        failed: dict[int, list[str]] = {}
         if batch.touched is not None:
             _touch(batch.touched, buffer)
         # Labels are independent, so node groups are written two at a time (the store then
@@ -721,13 +774,55 @@ class IngestRunner:
         for index, reasons in sorted(failed.items()):
             source, record = batch.records[index]
             source.rejected += 1
+            self._lot.pop(id(self._retrying.get(id(record))), None)
             batch.reject(
-                source.path,
+                source.path.removesuffix(PARKED),
                 source.format,
                 record.position,
                 "; ".join(reasons),
                 record.raw,
             )
+        self._park(batch, report, waiting, failed)
+
+    def _park(
+        self,
+        batch: _Batch,
+        report: IngestReport,
+        waiting: dict[int, list[str]],
+        failed: dict[int, list[str]],
+    ) -> None:
+        """Keep the records that name what is not loaded yet; let go of the parked ones that
+        loaded (or failed for another reason, now in the dead letters)."""
+        for index, (source, record) in enumerate(batch.records):
+            entry = self._retrying.get(id(record))
+            reasons = waiting.get(index)
+            if reasons is None:
+                if entry is not None and index not in failed:
+                    report.unparked += 1
+                    del self._lot[id(entry)]
+                continue
+            source.parked += 1
+            report.parked_records.append(
+                {"source": source.path, "position": record.position, "reason": "; ".join(reasons)}
+            )
+            if entry is not None:
+                entry.attempts += 1
+                entry.reason = "; ".join(reasons)
+                continue
+            report.parked += 1
+            entry = Parked(
+                source.path,
+                source.format,
+                batch.systems.get(source, ""),
+                batch.rank,
+                record.position,
+                "; ".join(reasons),
+                record.rows,
+                record.raw,
+            )
+            self._lot[id(entry)] = entry
+        self.parking.write(list(self._lot.values()))
+        report.waiting = len(self._lot)
 
     def _chain_states(self, buffer: _Buffer, batch: _Batch, report: IngestReport) -> None:
         """Close the intervals of the machines whose states this batch wrote; states closed

@@ -145,3 +145,20 @@ def test_serve_with_several_workers(settings: Settings, store: Store, tmp_path: 
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+
+
+def test_ingest_parks_what_names_an_unloaded_entity_and_lists_it(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    early = tmp_path / "confirmations.json"
+    early.write_text((DATA / "bad" / "unknown_reference_confirmations.json").read_text())
+    try:
+        report = _run_json(settings, "ingest", str(early))
+        assert (report["rejected"], report["parked"], report["waiting"]) == (0, 1, 1)
+        (pending,) = _run_json(settings, "ingest", "--pending")
+        assert pending["source"] == str(early) and pending["position"] == "d.results[0]"
+        assert "unknown Operation operation_id='9999999/0010'" in pending["reason"]
+        table = runner.invoke(app, [*_args(settings), "ingest", "--pending"])
+        assert "1 records waiting" in table.stdout and "9999999/0010" in table.stdout
+    finally:
+        (settings.home / "ingest" / "parked.jsonl").unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from opsgraph.graph.store import Store
+from opsgraph.ingest.parking import ParkingLot
 from opsgraph.ingest.runner import IngestRunner, UnknownFormat
 
 DATA = Path(__file__).parent / "data"
@@ -176,7 +177,7 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
     report = _runner(store, tmp_path).run([DATA / "bad"], dead_letter_path=tmp_path / "dead.jsonl")
     letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     reasons = {(Path(d["source"]).name, d["position"]): d["reason"] for d in letters}
-    assert report.rejected == len(letters) == 8
+    assert report.rejected == len(letters) == 7
     assert (
         reasons[("bad_records.json", "d.results[0]")]
         == "TotalQuantity: expected a number, got 'lots'"
@@ -191,7 +192,14 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
         'not_odata.json: JSON, but not an export opsgraph reads: no OData v2 envelope {"d": '
         '{"results": [...]}} in this file'
     )
-    assert reasons[("unknown_reference_confirmations.json", "d.results[0]")].startswith(
+    # a confirmation of an order not loaded yet is not bad: it waits for the order
+    assert report.parked == report.waiting == 1
+    (waiting,) = ParkingLot(tmp_path / "state").read()
+    assert (Path(waiting.source).name, waiting.position) == (
+        "unknown_reference_confirmations.json",
+        "d.results[0]",
+    )
+    assert waiting.reason.startswith(
         "(Confirmation)-[:CONFIRMS]->(Operation): unknown Operation operation_id='9999999/0010'"
     )
     assert letters[1]["raw"]["TotalQuantity"] == "lots"
@@ -199,7 +207,7 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
     loaded = store.read("MATCH (o:ProductionOrder) RETURN o.order_id AS id ORDER BY id")
     assert [r["id"] for r in loaded] == ["1000123", "1000124", "2000001", "3000006"]
     assert store.read("MATCH (c:Confirmation) RETURN count(c) AS n") == [{"n": 0}]
-    # Two orders and the product they name; nothing from the rejected confirmation's person.
+    # Two orders and the product they name; nothing from the parked confirmation's person.
     assert store.read("MATCH (n) RETURN count(n) AS n")[0]["n"] == before[0]["n"] + 3
     assert store.read("MATCH (p:Product {product_id: 'FG-SHAFT-20'}) RETURN count(p) AS n") == [
         {"n": 1}
@@ -230,3 +238,30 @@ def test_unrecognised_files_say_what_is_wrong_with_them(
     with pytest.raises(UnknownFormat) as raised:
         _runner(store, tmp_path).detect(path)
     assert str(raised.value).startswith(f"{name}: {reason}"), raised.value
+
+
+def test_a_record_that_arrives_before_its_parent_loads_when_the_parent_does(
+    store: Store, tmp_path: Path
+) -> None:
+    """Confirmations exported before their order: parked with the reason, loaded by the run
+    that brings the order (with the provenance of the file they came from), then gone from
+    the parking lot."""
+    early, late = tmp_path / "early", tmp_path / "late"
+    early.mkdir()
+    late.mkdir()
+    (early / "confirmations.json").write_text((DATA / "sap" / "confirmations.json").read_text())
+    first = _runner(store, tmp_path).run([early])
+    assert first.rejected == 0 and first.parked > 0
+    assert store.read("MATCH (c:Confirmation) RETURN count(c) AS n") == [{"n": 0}]
+    assert all(p.rank < 50 for p in ParkingLot(tmp_path / "state").read())
+    for name in ("production_orders.json",):
+        (late / name).write_text((DATA / "sap" / name).read_text())
+    second = _runner(store, tmp_path).run([late])
+    assert second.unparked == first.parked and second.waiting == 0
+    assert ParkingLot(tmp_path / "state").read() == []
+    rows = store.read(
+        "MATCH (c:Confirmation)-[:CONFIRMS]->(o:Operation) "
+        "RETURN count(c) AS n, collect(DISTINCT c.source_record)[0] AS origin"
+    )
+    assert rows[0]["n"] == first.parked
+    assert rows[0]["origin"].startswith("confirmations.json:d.results[")

@@ -79,7 +79,7 @@ def test_mtconnect_states_alarms_and_samples(plant: tuple) -> None:
 
 
 def test_b2mml_actuals_join_the_sap_orders(plant: tuple) -> None:
-    store, _, reasons = plant
+    store, report, reasons = plant
     row = _one(
         store,
         "MATCH (l:MaterialLot)-[c:CONSUMED_BY]->(o:Operation {operation_id: '1000123/0010'})"
@@ -97,9 +97,11 @@ def test_b2mml_actuals_join_the_sap_orders(plant: tuple) -> None:
     assert reasons[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[1]")] == (
         "ActualStartTime: 'yesterday' is not an ISO 8601 date-time"
     )
+    # actuals of an order the ERP has not sent: kept until it does
+    parked = {(Path(p["source"]).name, p["position"]): p["reason"] for p in report.parked_records}
     assert (
         "unknown ProductionOrder order_id='7777777'"
-        in reasons[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[2]")]
+        in parked[("production_performance.xml", "ProductionResponse[2]/SegmentResponse[2]")]
     )
     assert store.read("MATCH (o:Operation {operation_id: '7777777/0020'}) RETURN o") == []
     planned = _one(
@@ -150,7 +152,7 @@ def test_worker_data_is_linked_through_aliases(plant: tuple) -> None:
 
 
 def test_rules_find_the_deviations_and_notes_and_decisions_attach(plant: tuple) -> None:
-    store, _, reasons = plant
+    store, report, reasons = plant
     found = {
         r["id"]: r["type"]
         for r in store.read(
@@ -180,7 +182,8 @@ def test_rules_find_the_deviations_and_notes_and_decisions_attach(plant: tuple) 
     assert sorted(scrap["decisions"], key=str) == [
         ["DEC-2026-0412", "effective"], ["DEC-2026-0413", None]
     ]  # fmt: skip
-    assert "unknown ProductionOrder order_id='9999999'" in reasons[("operator_notes.csv", "line 4")]
+    parked = {(Path(p["source"]).name, p["position"]): p["reason"] for p in report.parked_records}
+    assert "unknown ProductionOrder order_id='9999999'" in parked[("operator_notes.csv", "line 4")]
     assert store.read("MATCH (n:Note {note_id: 'NOTE-88123'}) RETURN n") == []
     assert (
         reasons[("quality_checks.csv", "line 4")] == "column 'value': '0.6O' is not a valid float"
@@ -262,3 +265,52 @@ def test_machine_states_chain_across_files_runs_and_out_of_order(
     ]
     again = runner.run([day1, day2, day3], full=True)
     assert len(_states(store)) == 5 and again.rejected == 0
+
+
+def test_safetyculture_items_that_arrive_before_their_inspection_all_load(
+    store: Store, tmp_path: Path
+) -> None:
+    """Data-feed pages as the exporter writes them, the items page first: after the run that
+    brings the inspections, every item is in the graph and the failed one is a deviation."""
+    audit = "audit_0c7e5a9b2d4f4e6a8b1c3d5e7f9a1b2c"
+    items = [
+        {"id": f"row-{n}", "item_id": f"item-{n}", "audit_id": audit, "label": label,
+         "type": "question", "response": response, "is_failed_response": failed,
+         "modified_at": "2026-11-03T06:20:00Z"}
+        for n, (label, response, failed) in enumerate(
+            [("Coolant level ok", "Yes", False), ("Spindle noise", "No", True),
+             ("Guards closed", "Yes", False)]
+        )
+    ]  # fmt: skip
+    inspection = {
+        "id": audit, "name": "Start of shift M-900", "template_id": "template_1a2b",
+        "template_name": "Start of shift", "date_started": "2026-11-03T06:00:00Z",
+        "date_completed": "2026-11-03T06:25:00Z", "score_percentage": 66.7,
+        "asset_id": "M-900", "modified_at": "2026-11-03T06:25:00Z",
+    }  # fmt: skip
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    page = {"metadata": {"next_page": None, "remaining_records": 0}}
+    (first / "inspection_items.json").write_text(json.dumps({"data": items, **page}))
+    (second / "inspections.json").write_text(json.dumps({"data": [inspection], **page}))
+    runner = IngestRunner(store, tmp_path / "state")
+    early = runner.run([first])
+    assert (early.rejected, early.parked) == (0, 3)
+    late = runner.run([second])
+    assert (late.rejected, late.unparked, late.waiting) == (0, 3, 0)
+    found = store.read(
+        "MATCH (i:Inspection {inspection_id: $audit})-[:HAS_ITEM]->(x:InspectionItem) "
+        "RETURN x.label AS label, x.failed AS failed ORDER BY label",
+        audit=audit,
+    )
+    assert [(r["label"], r["failed"]) for r in found] == [
+        ("Coolant level ok", False),
+        ("Guards closed", False),
+        ("Spindle noise", True),
+    ]
+    failed = store.read(
+        "MATCH (d:Deviation {deviation_type: 'failed_checklist_item'})-[:ABOUT]->(m:Machine) "
+        "WHERE m.machine_id = 'M-900' RETURN count(d) AS n"
+    )
+    assert failed == [{"n": 1}]
