@@ -489,12 +489,14 @@ def _print_pending(entries: list[Parked], as_json: bool) -> None:
     if not entries:
         console.print("nothing is waiting: every record loaded or was rejected")
         return
-    table = Table(title=f"{len(entries)} records waiting for an entity they name")
-    for column in ("source", "position", "since", "tries", "waiting for"):
-        table.add_column(column, overflow="fold")
+    console.print(f"{len(entries)} record(s) waiting for an entity they name:")
     for e in entries:
-        table.add_row(Path(e.source).name, e.position, e.since[:19], str(e.attempts), e.reason)
-    console.print(table)
+        tries = f"{e.attempts} {'try' if e.attempts == 1 else 'tries'}"
+        console.print(
+            f"  {Path(e.source).name} {e.position} (since {e.since[:16]}, {tries}): {e.reason}",
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 # -- root-cause analysis --------------------------------------------------------------------------

@@ -159,6 +159,7 @@ def test_ingest_parks_what_names_an_unloaded_entity_and_lists_it(
         assert pending["source"] == str(early) and pending["position"] == "d.results[0]"
         assert "unknown Operation operation_id='9999999/0010'" in pending["reason"]
         table = runner.invoke(app, [*_args(settings), "ingest", "--pending"])
-        assert "1 records waiting" in table.stdout and "9999999/0010" in table.stdout
+        assert "1 record(s) waiting" in table.stdout
+        assert "confirmations.json d.results[0]" in table.stdout and "9999999/0010" in table.stdout
     finally:
         (settings.home / "ingest" / "parked.jsonl").unlink(missing_ok=True)
