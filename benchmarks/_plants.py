@@ -44,6 +44,32 @@ class DemoPlants:
         (out / "loaded").write_text("")
         return store, json.loads(json.dumps(truth))
 
+    def load_foreign(self, seed: int, weeks: int = 6) -> tuple[Store, dict[str, Any]]:
+        """A plant from ``foreign_plant.py`` (a generator written apart from opsgraph's, with
+        its own cause mechanisms), loaded like a demo plant."""
+        from foreign_plant import generate as generate_foreign
+
+        name = f"foreign_seed{seed}_w{weeks}"
+        settings = Settings(home=self.home, database=name)
+        server = EmbeddedServer(settings)
+        server.start()
+        self.servers.append(server)
+        out = self.home / name
+        store = Store.open(settings)
+        if not (out / "loaded").exists():
+            generate_foreign(out, seed=seed, weeks=weeks)
+            apply_schema(store)
+            report = IngestRunner(store, out / "state").run(
+                [out / "erp", out / "mes", out / "worker"]
+            )
+            assert report.rejected == 0, report.dead_letters
+            (out / "loaded").write_text("")
+        truth = json.loads((out / "ground_truth.json").read_text())
+        for cause in truth["causes"]:  # a bad fixture is the same fault at every remount
+            later = cause.get("parameters", {}).get("later_setups", [])
+            cause["also"] = [[cause["label"], key] for key in later]
+        return store, truth
+
     @staticmethod
     def database(seed: int, scale: float, weeks: int = 6, variants: Iterable[str] = ()) -> str:
         """The database a plant is loaded into."""

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from _plants import DemoPlants
 
-from opsgraph.graph.rca import RootCauseAnalyzer, baseline_rankings
+from opsgraph.graph.rca import RcaError, RootCauseAnalyzer, baseline_rankings
+from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import VARIANTS
 
 METHODS = ("opsgraph", "contrast", "contrast ±7d")
@@ -68,15 +69,25 @@ def score(ranking: list[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[
 
 
 def evaluate(plants: DemoPlants, seed: int, scale: float, variants: tuple[str, ...]) -> Tally:
-    store, truth = plants.load(seed, scale, variants=variants)
+    return _evaluate(*plants.load(seed, scale, variants=variants))
+
+
+def _evaluate(store: Store, truth: dict) -> Tally:
     analyzer = RootCauseAnalyzer(store)
     causes: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for cause in truth["causes"]:
         for deviation in cause["deviations"]:
             causes[deviation].add((cause["label"], cause["key"]))
+            causes[deviation].update(tuple(also) for also in cause.get("also", ()))
     tally = Tally(plants=1)
     for deviation, expected in sorted(causes.items()):
-        result = analyzer.analyze(deviation)
+        try:
+            result = analyzer.analyze(deviation)
+        except RcaError:  # nothing to trace it through: a miss for every method
+            for method in METHODS:
+                tally.hits[method].append((0, 0, 0.0))
+            tally.abstained_caused.append(1)
+            continue
         ours = [(c.label, c.key) for c in result.ranking]
         rankings = {"opsgraph": ours, **baseline_rankings(analyzer, deviation)}
         for method in METHODS:
@@ -85,7 +96,10 @@ def evaluate(plants: DemoPlants, seed: int, scale: float, variants: tuple[str, .
         if result.causes:
             tally.calibration.append((result.causes[0].confidence, int(ours[0] in expected)))
     for deviation in truth["unexplained"]:
-        tally.abstained_noise.append(int(not analyzer.analyze(deviation).clear))
+        try:
+            tally.abstained_noise.append(int(not analyzer.analyze(deviation).clear))
+        except RcaError:  # nothing to trace it through: no cause given
+            tally.abstained_noise.append(1)
     store.close()
     return tally
 
@@ -132,13 +146,33 @@ def main() -> int:
     parser.add_argument("--no-scale-2", action="store_true", help="only scale-1 plants")
     parser.add_argument("--no-held-out", action="store_true")
     parser.add_argument("--cache", type=Path, help="keep the loaded plants here between runs")
+    parser.add_argument(
+        "--foreign-seeds",
+        type=int,
+        nargs="*",
+        default=[1, 2, 3, 4, 5, 6],
+        help="plants of benchmarks/foreign_plant.py, another generator with other mechanisms",
+    )
+    parser.add_argument("--only-foreign", action="store_true")
     args = parser.parse_args()
     plants = DemoPlants(args.cache)
     groups = [("tuning seeds", args.seeds)]
     if not args.no_held_out and args.held_out_seeds:
         groups.append(("held-out seeds", args.held_out_seeds))
     everything = Tally()
+    if args.only_foreign:
+        groups = []
     try:
+        if args.foreign_seeds:
+            print("\n== foreign plants (benchmarks/foreign_plant.py, never used for tuning)")
+            print(header())
+            foreign = Tally()
+            for seed in args.foreign_seeds:
+                tally = _evaluate(*plants.load_foreign(seed))
+                print(line(f"foreign seed {seed}", tally), flush=True)
+                foreign.add(tally)
+            print(line("all foreign plants", foreign))
+            everything.add(foreign)
         for title, seeds in groups:
             scope = f"scale 1; scale 2 for seed {seeds[0]}"
             print(f"\n== {title} {' '.join(map(str, seeds))} ({scope})")

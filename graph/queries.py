@@ -404,17 +404,28 @@ RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
 """
 
 # Which operations each candidate entity touched, for its deviation rate.
+# Material travels with the work: a lot consumed by an operation is in the workpiece at the
+# later operations of the same order too (a bar's hardness shows at grinding, not turning).
+# Rows say which: ``carried`` for the later operations.
 RCA_EXPOSURE_LOTS = """
 UNWIND $keys AS key
-MATCH (:MaterialLot {lot_id: key})-[:CONSUMED_BY]->(o:Operation)
-RETURN key, o.operation_id AS operation
+MATCH (:MaterialLot {lot_id: key})-[:CONSUMED_BY]->(u:Operation)
+OPTIONAL MATCH (u)<-[:HAS_OPERATION]-(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
+WHERE o.actual_start > u.actual_start
+WITH key, collect(DISTINCT u.operation_id) AS direct, collect(DISTINCT o.operation_id) AS later
+UNWIND [x IN direct | [x, false]] + [x IN later | [x, true]] AS row
+RETURN key, row[0] AS operation, row[1] AS carried
 """
 
 RCA_EXPOSURE_SUPPLIERS = """
 UNWIND $keys AS key
-MATCH (:Supplier {supplier_id: key})-[:SUPPLIED]->(l:MaterialLot)-[:CONSUMED_BY]->(o:Operation)
-WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
-RETURN key, o.operation_id AS operation, l.lot_id AS lot
+MATCH (:Supplier {supplier_id: key})-[:SUPPLIED]->(l:MaterialLot)-[:CONSUMED_BY]->(u:Operation)
+WHERE u.actual_start >= datetime($since) AND u.actual_start <= datetime($until)
+OPTIONAL MATCH (u)<-[:HAS_OPERATION]-(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
+WHERE o.actual_start > u.actual_start
+WITH key, l, collect(DISTINCT u.operation_id) AS direct, collect(DISTINCT o.operation_id) AS later
+UNWIND [x IN direct | [x, false]] + [x IN later | [x, true]] AS row
+RETURN key, row[0] AS operation, row[1] AS carried, l.lot_id AS lot
 """
 
 RCA_EXPOSURE_PEOPLE = """
@@ -424,11 +435,15 @@ WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
 RETURN key, o.operation_id AS operation
 """
 
+# Work whose order ran an earlier step on the machine (any number of steps before).
 RCA_EXPOSURE_UPSTREAM = """
 UNWIND $keys AS key
-MATCH (:Machine {machine_id: key})<-[:ON_MACHINE]-(:Operation)-[:NEXT]->(o:Operation)
-WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
-RETURN key, o.operation_id AS operation
+MATCH (:Machine {machine_id: key})<-[:ON_MACHINE]-(u:Operation)
+WHERE u.actual_start >= datetime($history) AND u.actual_start <= datetime($until)
+MATCH (u)<-[:HAS_OPERATION]-(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
+WHERE o.actual_start > u.actual_start
+  AND o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+RETURN DISTINCT key, o.operation_id AS operation
 """
 
 # The same kinds of symptom anywhere in the plant: how often work deviates when its machine
@@ -475,12 +490,19 @@ RETURN oid AS operation, p.person_id AS person,
        collect({skill: s.skill_id, certified: h.certified, valid_until: h.valid_until}) AS skills
 """
 
+# The work's history: the earlier operations of its order, where they ran and what they
+# consumed (the workpiece carries both into this operation).
 RCA_UPSTREAM = """
 UNWIND $ops AS oid
-MATCH (o:Operation {operation_id: oid})
-MATCH (o)<-[:NEXT]-(u:Operation)
+MATCH (o:Operation {operation_id: oid})<-[:HAS_OPERATION]-(ord:ProductionOrder)
+MATCH (ord)-[:HAS_OPERATION]->(u:Operation)
+WHERE u.actual_start < o.actual_start
 OPTIONAL MATCH (u)-[:ON_MACHINE]->(m:Machine)
-RETURN oid AS operation, u.operation_id AS upstream, m.machine_id AS machine, u.actual_end AS end
+OPTIONAL MATCH (u)<-[c:CONSUMED_BY]-(l:MaterialLot)
+OPTIONAL MATCH (s:Supplier)-[:SUPPLIED]->(l)
+RETURN oid AS operation, ord.order_id AS order, u.operation_id AS upstream,
+       m.machine_id AS machine, u.actual_end AS end, l.lot_id AS lot, s.supplier_id AS supplier,
+       c.posted_at AS consumed
 """
 
 RCA_OPERATION_DEVIATIONS = """

@@ -77,6 +77,7 @@ INDIRECT = {"supplier", "upstream_operation"}  # linked to the work through some
 CREDIBLY = 0.95  # posterior probability for "deviates credibly less"
 NESTED = 0.8  # share of a candidate's operations within another's for it to be nested there
 SYMPTOMS = {"alarm", "inspection"}  # factor classes that support their machine
+CARRIED = "carried"  # a lot (or its supplier) in the workpiece from an earlier step
 
 
 class RcaError(LookupError):
@@ -236,16 +237,24 @@ class _Count:
             alone &= self.own
         if not shared:
             return False
-        a1, b1 = _posterior(len(alone & self.bad), len(alone), self.base)
-        a2, b2 = _posterior(len(shared & self.bad), len(shared), self.base)
-        mean1, mean2 = a1 / (a1 + b1), a2 / (a2 + b2)
-        var1 = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1))
-        var2 = a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
-        return float(norm.cdf((mean2 - mean1) / np.sqrt(var1 + var2))) >= CREDIBLY
+        return _higher(shared, alone, self.bad, self.base) >= CREDIBLY
 
 
 def _posterior(k: int, n: int, base: float) -> tuple[float, float]:
     return k + PRIOR * base, n - k + PRIOR * (1 - base)
+
+
+def _higher(
+    first: frozenset[str], second: frozenset[str], bad: frozenset[str], base: float
+) -> float:
+    """Posterior probability that ``first``'s work deviates more often than ``second``'s
+    (normal approximation of the two Beta posteriors' difference)."""
+    a1, b1 = _posterior(len(first & bad), len(first), base)
+    a2, b2 = _posterior(len(second & bad), len(second), base)
+    mean1, mean2 = a1 / (a1 + b1), a2 / (a2 + b2)
+    var1 = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1))
+    var2 = a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
+    return float(norm.cdf((mean1 - mean2) / np.sqrt(var1 + var2)))
 
 
 @dataclass
@@ -435,20 +444,35 @@ class RootCauseAnalyzer:
             op = ops[r["operation"]]
             path = [
                 _node("Operation", op.operation),
-                _rel("NEXT", "in", as_utc(r["end"])),
+                _rel("HAS_OPERATION", "in", None),
+                _node("ProductionOrder", r["order"]),
+                _rel("HAS_OPERATION", "out", as_utc(r["end"])),
                 _node("Operation", r["upstream"]),
             ]
-            op.factors.append(
-                Factor(
-                    ("upstream", r["machine"] or r["upstream"]),
-                    "Operation",
-                    r["upstream"],
-                    "upstream_operation",
-                    as_utc(r["end"]),
-                    1.0,
-                    path,
+            machine = r["machine"]
+            if machine and machine != op.machine:  # its own machine is a candidate already
+                via = path + [
+                    _rel("ON_MACHINE", "out", as_utc(r["end"])),
+                    _node("Machine", machine),
+                ]
+                upstream = ("upstream", machine)
+                op.factors.append(
+                    Factor(upstream, "Machine", machine, "upstream_operation", as_utc(r["end"]),
+                           1.0, via, r["upstream"])
+                )  # fmt: skip
+            if r["lot"]:
+                at = as_utc(r["consumed"]) or as_utc(r["end"])
+                via = path + [_rel("CONSUMED_BY", "in", at), _node("MaterialLot", r["lot"])]
+                lot = ("MaterialLot", r["lot"])
+                op.factors.append(
+                    Factor((CARRIED, *lot), *lot, "material_lot", at, 1.0, via, r["upstream"])
                 )
-            )
+                if r["supplier"]:
+                    via = via + [_rel("SUPPLIED", "in", None), _node("Supplier", r["supplier"])]
+                    supplier = ("Supplier", r["supplier"])
+                    op.factors.append(
+                        Factor((CARRIED, *supplier), *supplier, "supplier", at, 1.0, via)
+                    )
 
     def _attach_machine_events(self, ops: dict[str, Op]) -> None:
         """The machine, and what happened on it before each operation: a pending missed
@@ -527,6 +551,28 @@ class RootCauseAnalyzer:
                     f"to {event['product']}" if event["product"] else "",
                 )
             )
+        # The setup an operation ran in (its machine's last changeover, however long ago):
+        # a fixture built badly for one product stays bad until it is rebuilt, and it is
+        # remounted whenever the product comes back to the machine.
+        for machine, op, event in _latest(by_machine, events, self.window, to_end=False):
+            if not event["product"]:
+                continue
+            path = _machine_path(op) + [
+                _rel("HAD_CHANGEOVER", "out", event["at"]),
+                _node("Changeover", event["id"]),
+            ]
+            op.factors.append(
+                Factor(
+                    ("setup", machine, event["product"]),
+                    "Changeover",
+                    event["id"],
+                    "setup",
+                    event["at"],
+                    1.0,
+                    path,
+                    f"to {event['product']}",
+                )
+            )
 
     def _alarms(self, by_machine: dict[str, list[Op]], rows: list[dict]) -> None:
         events = _by_machine(rows, lambda r: r["level"] in ("Warning", "Fault"))
@@ -588,20 +634,27 @@ class RootCauseAnalyzer:
         }
         wanted: dict[str, list[str]] = defaultdict(list)
         for cls in classes:
-            if cls[0] in reads and (bucket, cls) not in self._exposures:
-                wanted[cls[0]].append(cls[1])
+            kind, key = cls[-2:] if cls[0] == CARRIED else cls[:2]
+            if kind in reads and (bucket, cls) not in self._exposures:
+                wanted[kind].append(key)
         if wanted:
             starts = [op.start for op in window.values() if op.start]
-            since, until = min(starts).isoformat(), max(starts).isoformat()
+            span = {
+                "since": min(starts).isoformat(),
+                "until": max(starts).isoformat(),
+                "history": (min(starts) - self.window).isoformat(),  # earlier steps' start
+            }
             for kind, keys in wanted.items():
-                found: dict[str, set[str]] = {key: set() for key in keys}
-                rows = self.store.read(reads[kind], keys=Rows(keys), since=since, until=until)
-                for r in rows:
-                    found[r["key"]].add(r["operation"])
+                found: dict[tuple, set[str]] = {}
+                for key in keys:  # what consumed it, and what it was carried into
+                    found[(kind, key)], found[(CARRIED, kind, key)] = set(), set()
+                for r in self.store.read(reads[kind], keys=Rows(sorted(set(keys))), **span):
+                    cls = (CARRIED, kind, r["key"]) if r.get("carried") else (kind, r["key"])
+                    found[cls].add(r["operation"])
                     if r.get("lot"):
-                        self._batches[(bucket, r["key"])][r["lot"]].add(r["operation"])
-                for key, ids in found.items():
-                    self._exposures[(bucket, (kind, key))] = ids
+                        self._batches[(bucket, cls)][r["lot"]].add(r["operation"])
+                for cls, ids in found.items():
+                    self._exposures[(bucket, cls)] = ids
         return {cls: self._exposures.get((bucket, cls), set()) for cls in classes}
 
     def _bad(
@@ -742,10 +795,10 @@ class RootCauseAnalyzer:
         for candidate in found.values():
             candidate.flags = self._flags(candidate, window, exposed)
             if candidate.factor.label == "Supplier":
-                candidate.batches = self._batches.get((bucket, candidate.factor.key), {})
+                candidate.batches = self._batches.get((bucket, candidate.cls), {})
             # A machine's symptoms support what is about the machine: the machine itself, a
-            # maintenance missed on it, its changeovers.
-            if candidate.factor.label in ("Machine", "MaintenanceEvent", "Changeover"):
+            # maintenance missed on it, its changeovers (not one product's setup on it).
+            if candidate.factor.cause_type in ("machine", "missed_maintenance", "changeover"):
                 for factor, op in symptoms:
                     known = {s.cls for s in candidate.symptoms}
                     if op.machine == candidate.op.machine and factor.cls not in known:
@@ -831,17 +884,22 @@ class RootCauseAnalyzer:
         steps: dict[str | None, set[str]] = defaultdict(set)
         for k, op in comparison.items():
             steps[op.step].add(k)
+
         for candidate in candidates:
             step = frozenset(steps.get(candidate.op.step, ())) if candidate.op.step else None
             own = candidate.touched = frozenset(exposed.get(candidate.cls, ())) & everything
             if candidate.batches:
-                # A supplier is judged on more than one batch: its worst batch that this work
-                # did not use is left out (a bad batch is the lot's problem, a candidate
-                # of its own where it was used).
+                # A bad batch is the lot's problem, not its supplier's: the supplier's worst
+                # batch that this work did not use is left out when it deviated credibly more
+                # often than the supplier's other work (a supplier whose batches are all
+                # worse keeps them all).
                 used = {f.key for f in candidate.op.factors if f.label == "MaterialLot"}
                 others = [ids for lot, ids in candidate.batches.items() if lot not in used]
                 if others:
-                    own -= max(others, key=lambda ids: (len(ids & bad), len(ids)))
+                    worst = frozenset(max(others, key=lambda ids: (len(ids & bad), len(ids))))
+                    base = (len(bad) + 0.5) / (len(everything) + 1)
+                    if _higher(worst, own - worst, bad, base) >= CREDIBLY:
+                        own -= worst
             ways: list[tuple[frozenset[str], Factor | None, frozenset[str] | None]] = [
                 (own, None, None)
             ]
@@ -939,7 +997,13 @@ class RootCauseAnalyzer:
             beyond = bool(others) and bad / len(others) > cause.base_rate
             (causes if score > 0 and beyond else rest).append(cause)
         order = lambda c: (-c.score, -c.confidence, c.label, c.key)  # noqa: E731
-        return sorted(causes, key=order), sorted(rest, key=order)
+        # one entity once: a changeover can be both "just before" and "the setup" of the work
+        seen: set[tuple[str, str]] = set()
+        ranked = []
+        for group in (sorted(causes, key=order), sorted(rest, key=order)):
+            ranked.append([c for c in group if (c.label, c.key) not in seen])
+            seen |= {(c.label, c.key) for c in ranked[-1]}
+        return ranked[0], ranked[1]
 
     # -- running over many, persisting ----------------------------------------------------------
 
@@ -1047,7 +1111,11 @@ def _sharper(a: _Candidate, b: _Candidate) -> bool:
     """Of two candidates neither of which is elevated without the other, whether ``a`` is the
     better explanation: nested in ``b`` and smaller (a lot within its supplier, a changeover
     within its machine's work), or touching the same work by a direct link where ``b``'s is
-    indirect (the machine, not the upstream machine that always fed it)."""
+    indirect (the machine, not the upstream machine that always fed it). Never where ``b``
+    is seen through a symptom of its own that ``a`` has no part in (a spindle fault is the
+    machine's, whichever product's setup it happened in)."""
+    if b.best is not None and b.best.via is not None and not a.symptoms:
+        return False
     inside, around = _nested(a, b), _nested(b, a)
     if inside and around:
         return b.factor.cause_type in INDIRECT and a.factor.cause_type not in INDIRECT
@@ -1146,12 +1214,16 @@ def _cause(candidate: _Candidate, score: float, confidence: float, exclude: froz
     factor, op, count = candidate.factor, candidate.op, candidate.best
     pattern = {
         "changeover": f"changeovers on {op.machine}",
+        "setup": f"setups {factor.detail} on {op.machine}",
         "upstream_operation": f"work fed from {candidate.cls[1]}",
     }.get(factor.cause_type, f"{factor.label} {factor.key}")
     deviation_path = [{"label": "Deviation", "key": "(this)"}, _rel("ABOUT", "out", op.start)]
     status = (factor.detail.split() or ["missed"])[-1]
     what = {
-        "material_lot": f"Lot {factor.key} was consumed by {op.operation}",
+        "material_lot": f"Lot {factor.key} was consumed by {op.operation}"
+        if not factor.detail
+        else f"Lot {factor.key} was consumed by {factor.detail}, earlier in the order of "
+        f"{op.operation}",
         "supplier": f"Supplier {factor.key} delivered the lot consumed by {op.operation}",
         "person": f"{factor.key} performed {op.operation}",
         "uncertified_operator": f"{factor.key} performed {op.operation}",
@@ -1159,7 +1231,10 @@ def _cause(candidate: _Candidate, score: float, confidence: float, exclude: froz
         "missed_maintenance": f"{factor.key} on {op.machine} was {status} before {op.operation}",
         "changeover": f"Changeover {factor.key} on {op.machine} ({factor.detail}) just before "
         f"{op.operation}",
-        "upstream_operation": f"Upstream operation {factor.key} fed {op.operation}",
+        "setup": f"{op.operation} ran in the setup of {op.machine} {factor.detail} (changeover "
+        f"{factor.key})",
+        "upstream_operation": f"{factor.detail} ran on {factor.key} earlier in the order of "
+        f"{op.operation}",
     }.get(factor.cause_type, f"{factor.label} {factor.key}")
     evidence = [deviation_path + factor.path]
     evidence += [deviation_path + s.path for s in candidate.symptoms[:3]]
