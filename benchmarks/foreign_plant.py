@@ -93,8 +93,10 @@ SUPPLIERS = {  # material -> suppliers; the dominant one delivers most bar stock
     "CP-BUSH-32": ["0000107200", "0000106033"],
     "CP-SEAL-150": ["0000107200", "0000105120"],
 }
-FIRST = ("Anna Jonas Lea Tim Marta Deniz Olga Piotr Sven Ines Kemal Nina Felix Vera Milan Rosa "
-         "Ugur Katrin Bernd Ayse").split()
+FIRST = (
+    "Anna Jonas Lea Tim Marta Deniz Olga Piotr Sven Ines Kemal Nina Felix Vera Milan Rosa "
+    "Ugur Katrin Bernd Ayse"
+).split()
 LAST = "Brandt Yilmaz Novak Huber Schulz Kovac Lang Roth Berger Wagner Sommer Popescu".split()
 ALARMS = [("Warning", "SYSTEM", "2051", "Kuehlmittelstand niedrig"),
           ("Warning", "LOGIC_PROGRAM", "EX0412", "Werkzeugstandzeit erreicht"),
@@ -271,49 +273,89 @@ class Plant:
         causes: dict[str, dict[str, Any]] = {}
         supplier = rng.choice(sorted({s for v in SUPPLIERS.values() for s in v} - {DOMINANT}))
         if "supplier" in chosen:
-            causes["supplier"] = {"label": "Supplier", "key": supplier,
-                                  "hit": rng.uniform(0.15, 0.35), "extra": (0.04, 0.10)}
+            causes["supplier"] = {
+                "label": "Supplier",
+                "key": supplier,
+                "hit": rng.uniform(0.15, 0.35),
+                "extra": (0.04, 0.10),
+            }
         if "bad_batch" in chosen:
             material = rng.choice(sorted(SUPPLIERS))
             later = material in GROUND_LATER and rng.random() < 0.5
-            causes["bad_batch"] = {"label": "MaterialLot", "key": None, "material": material,
-                                   "from": when(0.15, 0.6), "avoid": supplier,
-                                   "step": "SCHL" if later else "consumer",
-                                   "hit": rng.uniform(0.5, 0.85), "extra": (0.06, 0.20)}
+            causes["bad_batch"] = {
+                "label": "MaterialLot",
+                "key": None,
+                "material": material,
+                "from": when(0.15, 0.6),
+                "avoid": supplier,
+                "step": "SCHL" if later else "consumer",
+                "hit": rng.uniform(0.5, 0.85),
+                "extra": (0.06, 0.20),
+            }
         if "machine_drift" in chosen:
-            machine = rng.choice([m for m, wc in MACHINE_WC.items() if wc in ("DREH", "FRAES",
-                                                                              "SCHL")])
+            machine = rng.choice(
+                [m for m, wc in MACHINE_WC.items() if wc in ("DREH", "FRAES", "SCHL")]
+            )
             begin = when(0.2, 0.55)
             causes["machine_drift"] = {
-                "label": "Machine", "key": machine, "from": begin,
+                "label": "Machine",
+                "key": machine,
+                "from": begin,
                 "to": begin + timedelta(days=rng.uniform(6, 14)),
-                "hit": (rng.uniform(0.2, 0.4), rng.uniform(0.7, 0.95)), "extra": (0.05, 0.15),
-                "alarms": rng.random() < 0.6, "stops": rng.random() < 0.4,
-                "checklist": rng.random() < 0.5, "qc": rng.random() < 0.7,
-                "maintenance": rng.random() < 0.5}
+                "hit": (rng.uniform(0.2, 0.4), rng.uniform(0.7, 0.95)),
+                "extra": (0.05, 0.15),
+                "alarms": rng.random() < 0.6,
+                "stops": rng.random() < 0.4,
+                "checklist": rng.random() < 0.5,
+                "qc": rng.random() < 0.7,
+                "maintenance": rng.random() < 0.5,
+            }
         if "upstream_runout" in chosen:
-            lathes = [m for m in WC_MACHINES["DREH"]
-                      if m != causes.get("machine_drift", {}).get("key")]
+            lathes = [
+                m for m in WC_MACHINES["DREH"] if m != causes.get("machine_drift", {}).get("key")
+            ]
             begin = when(0.15, 0.6)
-            causes["upstream_runout"] = {"label": "Machine", "key": rng.choice(lathes),
-                                         "from": begin,
-                                         "to": begin + timedelta(days=rng.uniform(7, 14)),
-                                         "hit": rng.uniform(0.4, 0.75), "extra": (0.06, 0.15)}
+            causes["upstream_runout"] = {
+                "label": "Machine",
+                "key": rng.choice(lathes),
+                "from": begin,
+                "to": begin + timedelta(days=rng.uniform(7, 14)),
+                "hit": rng.uniform(0.4, 0.75),
+                "extra": (0.06, 0.15),
+            }
         if "operator_step" in chosen:
-            wc, text = rng.choice([("SCHL", "Dichtsitz schleifen"), ("SCHL", "Lagersitz schleifen"),
-                                   ("MONT", "Lagerbuchsen einpressen"), ("FRAES", "Schlichten"),
-                                   ("DREH", "Drehen komplett")])
+            wc, text = rng.choice(
+                [
+                    ("SCHL", "Dichtsitz schleifen"),
+                    ("SCHL", "Lagersitz schleifen"),
+                    ("MONT", "Lagerbuchsen einpressen"),
+                    ("FRAES", "Schlichten"),
+                    ("DREH", "Drehen komplett"),
+                ]
+            )
             people = [p for (line, _), ms in self.crews.items() if line == WC_LINE[wc] for p in ms]
             person = rng.choice(people)
             self.weight[person] = max(self.weight[person], 2.0)  # keeps being put on that step
-            causes["operator_step"] = {"label": "Person", "key": person, "wc": wc, "text": text,
-                                       "hit": rng.uniform(0.45, 0.75), "extra": (0.06, 0.16)}
+            causes["operator_step"] = {
+                "label": "Person",
+                "key": person,
+                "wc": wc,
+                "text": text,
+                "hit": rng.uniform(0.45, 0.75),
+                "extra": (0.06, 0.16),
+            }
         if "fixture_setup" in chosen:
-            causes["fixture_setup"] = {"label": "Changeover", "key": None, "product": None,
-                                       "uses": rng.randint(6, 10), "later_setups": [],
-                                       "machine": rng.choice(WC_MACHINES["FRAES"]),
-                                       "from": when(0.2, 0.6), "hit": rng.uniform(0.55, 0.9),
-                                       "extra": (0.06, 0.18)}
+            causes["fixture_setup"] = {
+                "label": "Changeover",
+                "key": None,
+                "product": None,
+                "uses": rng.randint(6, 10),
+                "later_setups": [],
+                "machine": rng.choice(WC_MACHINES["FRAES"]),
+                "from": when(0.2, 0.6),
+                "hit": rng.uniform(0.55, 0.9),
+                "extra": (0.06, 0.18),
+            }
         return causes
 
     def _fire(self, op: Op, name: str, hit: float) -> None:
@@ -335,16 +377,32 @@ class Plant:
         while need > 1e-6:
             if not lots or lots[-1].left <= 1e-6:
                 suppliers = SUPPLIERS[material]
-                weights = [0.68 if s == DOMINANT else 0.32 / (len(suppliers) - 1)
-                           for s in suppliers] if DOMINANT in suppliers else [0.7, 0.3]
+                weights = (
+                    [0.68 if s == DOMINANT else 0.32 / (len(suppliers) - 1) for s in suppliers]
+                    if DOMINANT in suppliers
+                    else [0.7, 0.3]
+                )
                 self.batch_no += rng.randint(1, 9)
                 size = round(full * rng.uniform(4, 10) / 10) * 10 + 10
                 received = at - timedelta(days=rng.uniform(2, 12), hours=rng.uniform(0, 8))
-                lots.append(Lot(material, f"25{self.batch_no:08d}",
-                                rng.choices(suppliers, weights)[0], size, size, received))
+                lots.append(
+                    Lot(
+                        material,
+                        f"25{self.batch_no:08d}",
+                        rng.choices(suppliers, weights)[0],
+                        size,
+                        size,
+                        received,
+                    )
+                )
                 bad = self.causes.get("bad_batch")
-                if (bad and bad["key"] is None and material == bad["material"]
-                        and at >= bad["from"] and lots[-1].supplier != bad["avoid"]):
+                if (
+                    bad
+                    and bad["key"] is None
+                    and material == bad["material"]
+                    and at >= bad["from"]
+                    and lots[-1].supplier != bad["avoid"]
+                ):
                     bad["key"] = lots[-1].key
                     lots[-1].size = lots[-1].left = size * 2  # a big delivery
             lot = lots[-1]
@@ -369,10 +427,16 @@ class Plant:
                 release = date + timedelta(hours=rng.uniform(0, 14))
                 for _ in range(min(left, rng.randint(2, 6))):
                     number, left = number + rng.randint(1, 3), left - 1
-                    order = Order(str(number), product, rng.randrange(60, 260, 10),
-                                  release + timedelta(hours=rng.uniform(0, 2)))
-                    order.ops = [Op(order.order_id, f"{10 * (i + 1):04d}", wc, text)
-                                 for i, (wc, text, _) in enumerate(PRODUCTS[product][3])]
+                    order = Order(
+                        str(number),
+                        product,
+                        rng.randrange(60, 260, 10),
+                        release + timedelta(hours=rng.uniform(0, 2)),
+                    )
+                    order.ops = [
+                        Op(order.order_id, f"{10 * (i + 1):04d}", wc, text)
+                        for i, (wc, text, _) in enumerate(PRODUCTS[product][3])
+                    ]
                     self.orders.append(order)
         self.orders.sort(key=lambda o: o.release)
         for order in self.orders:
@@ -380,8 +444,9 @@ class Plant:
             for op, (wc, _, cycle) in zip(order.ops, PRODUCTS[order.product][3], strict=True):
                 line = WC_LINE[wc]
 
-                def cost(m: str, earliest: datetime = earliest, product: str = order.product
-                         ) -> datetime:
+                def cost(
+                    m: str, earliest: datetime = earliest, product: str = order.product
+                ) -> datetime:
                     ready = max(free[m], earliest)  # a machine set up for it is worth a wait
                     return ready - timedelta(hours=6) if last[m] == product else ready
 
@@ -419,13 +484,21 @@ class Plant:
         self.blame[f"DEV-DOWN-{machine}/{t.isoformat()}"] = "" if draw < 0.0015 else "machine_drift"
         return self._work(line, end, 60)[0][0]
 
-    def _changeover(self, machine: str, line: str, t: datetime, old: str | None, new: str
-                    ) -> datetime:
+    def _changeover(
+        self, machine: str, line: str, t: datetime, old: str | None, new: str
+    ) -> datetime:
         end = self._work(line, t, self.rng.uniform(25, 70) * 60)[-1][1]
         changeover_id = f"RU-{machine}-{len(self.changeovers) + 1:05d}"
-        self.changeovers.append({"changeover_id": changeover_id, "machine_id": machine,
-                                 "from_product": old or "", "to_product": new,
-                                 "start": iso(t), "end": iso(end)})
+        self.changeovers.append(
+            {
+                "changeover_id": changeover_id,
+                "machine_id": machine,
+                "from_product": old or "",
+                "to_product": new,
+                "start": iso(t),
+                "end": iso(end),
+            }
+        )
         fixture = self.causes.get("fixture_setup")
         if fixture and fixture["machine"] == machine and end >= fixture["from"]:
             if fixture["key"] is None:
@@ -438,8 +511,11 @@ class Plant:
         rng, causes = self.rng, self.causes
         bad = causes.get("bad_batch")
         if bad and bad["key"]:
-            exposed = op.lots if bad["step"] == "consumer" else (
-                order.ops[0].lots if op.wc == "SCHL" else [])
+            exposed = (
+                op.lots
+                if bad["step"] == "consumer"
+                else (order.ops[0].lots if op.wc == "SCHL" else [])
+            )
             if any(lot.key == bad["key"] for lot, _ in exposed):
                 self._fire(op, "bad_batch", bad["hit"])
         supplier = causes.get("supplier")
@@ -450,12 +526,21 @@ class Plant:
             low, high = causes["machine_drift"]["hit"]
             self._fire(op, "machine_drift", low + (high - low) * level)
         runout, first = causes.get("upstream_runout"), order.ops[0]
-        if (runout and op.wc == "SCHL" and first.machine == runout["key"]
-                and runout["from"] <= first.start < runout["to"]):
+        if (
+            runout
+            and op.wc == "SCHL"
+            and first.machine == runout["key"]
+            and runout["from"] <= first.start < runout["to"]
+        ):
             self._fire(op, "upstream_runout", runout["hit"])
         fixture = causes.get("fixture_setup")
-        if (fixture and fixture["key"] and op.machine == fixture["machine"]
-                and order.product == fixture["product"] and fixture["uses"] > 0):
+        if (
+            fixture
+            and fixture["key"]
+            and op.machine == fixture["machine"]
+            and order.product == fixture["product"]
+            and fixture["uses"] > 0
+        ):
             fixture["uses"] -= 1
             self._fire(op, "fixture_setup", fixture["hit"])
         person = causes.get("operator_step")
@@ -496,10 +581,19 @@ class Plant:
             check_id = f"CMM-{op.order}-{op.number}-{index + 1}"
             failed = value < low or value > high
             at = op.end - timedelta(minutes=self.rng.uniform(5, 40) if index == 0 else 0)
-            self.checks.append({"check_id": check_id, "operation_id": op.key,
-                                "characteristic": name, "value": f"{value:.3f}", "unit": unit,
-                                "lower_limit": f"{low:.3f}", "upper_limit": f"{high:.3f}",
-                                "result": "fail" if failed else "pass", "checked_at": iso(at)})
+            self.checks.append(
+                {
+                    "check_id": check_id,
+                    "operation_id": op.key,
+                    "characteristic": name,
+                    "value": f"{value:.3f}",
+                    "unit": unit,
+                    "lower_limit": f"{low:.3f}",
+                    "upper_limit": f"{high:.3f}",
+                    "result": "fail" if failed else "pass",
+                    "checked_at": iso(at),
+                }
+            )
             if failed:
                 self.blame[f"DEV-QC-{check_id}"] = self._cause_of(op)
 
@@ -521,9 +615,15 @@ class Plant:
                 at = s + timedelta(seconds=rng.uniform(60, max(120, length - 60)))
                 code = "WH-IMB" if MACHINE_WC[m] == "SCHL" else "SP-VIB-01"
                 clear = at + timedelta(minutes=rng.uniform(1, 10))
-                self.mtc += [(at, m, "cond", ("vib_cond", "Warning", "LOAD", code,
-                                              "Schwingung Spindel ueber Grenzwert")),
-                             (clear, m, "cond", ("vib_cond", "Normal", "LOAD", "", ""))]
+                self.mtc += [
+                    (
+                        at,
+                        m,
+                        "cond",
+                        ("vib_cond", "Warning", "LOAD", code, "Schwingung Spindel ueber Grenzwert"),
+                    ),
+                    (clear, m, "cond", ("vib_cond", "Normal", "LOAD", "", "")),
+                ]
             if index == len(work) - 1 or work[index + 1][0] != e:
                 self.mtc.append((e, m, "exec", ("READY",)))
 
@@ -545,19 +645,28 @@ class Plant:
                     level, kind, code, text = rng.choice(ALARMS)
                     at = date + timedelta(hours=rng.uniform(6, 21.5))
                     item, clear = f"cond_{kind.lower()}", at + timedelta(minutes=rng.uniform(1, 25))
-                    self.mtc += [(at, m, "cond", (item, level, kind, code, text)),
-                                 (clear, m, "cond", (item, "Normal", kind, "", ""))]
+                    self.mtc += [
+                        (at, m, "cond", (item, level, kind, code, text)),
+                        (clear, m, "cond", (item, "Normal", kind, "", "")),
+                    ]
                 if date.weekday() == 0:
                     self._tpm(m, date, users)
         self.mtc.sort(key=lambda e: e[0])
         drift = self.causes.get("machine_drift")
         if drift and drift["maintenance"]:
             end = drift["to"]
-            self.maintenance.append({
-                "maintenance_id": f"40{rng.randint(100000, 999999)}", "machine_id": drift["key"],
-                "maintenance_type": "corrective", "status": "completed",
-                "description": "Spindellager getauscht, Spindel gewuchtet",
-                "scheduled_at": iso(end), "start": iso(end), "end": iso(end + timedelta(hours=3))})
+            self.maintenance.append(
+                {
+                    "maintenance_id": f"40{rng.randint(100000, 999999)}",
+                    "machine_id": drift["key"],
+                    "maintenance_type": "corrective",
+                    "status": "completed",
+                    "description": "Spindellager getauscht, Spindel gewuchtet",
+                    "scheduled_at": iso(end),
+                    "start": iso(end),
+                    "end": iso(end + timedelta(hours=3)),
+                }
+            )
 
     def _tpm(self, machine: str, day: datetime, users: dict[str, str]) -> None:
         rng, line = self.rng, WC_LINE[MACHINE_WC[machine]]
@@ -573,10 +682,18 @@ class Plant:
                 if rng.random() < 0.5 + 0.4 * level:
                     failed, cause = True, "machine_drift"
             failures += failed
-            self.items.append({"id": f"{audit}_{item_id}", "item_id": item_id, "audit_id": audit,
-                               "label": label, "type": "question",
-                               "response": "Nein" if failed else "Ja",
-                               "is_failed_response": failed, "item_index": len(self.items)})
+            self.items.append(
+                {
+                    "id": f"{audit}_{item_id}",
+                    "item_id": item_id,
+                    "audit_id": audit,
+                    "label": label,
+                    "type": "question",
+                    "response": "Nein" if failed else "Ja",
+                    "is_failed_response": failed,
+                    "item_index": len(self.items),
+                }
+            )
             if failed:
                 self.blame[f"DEV-INSP-{audit}/{item_id}"] = cause
         self.inspections.append({
@@ -600,15 +717,38 @@ class Plant:
         write_csv(out / "mes" / "setup_log.csv", self.changeovers)
         if self.maintenance:
             write_csv(out / "erp" / "pm_orders.csv", self.maintenance)
-        write_csv(out / "erp" / "equipment.csv", [
-            {"machine_id": m, "line_id": WC_LINE[wc], "work_center_id": wc,
-             "name": f"{WC_NAME[wc]} {m[-2:]}"} for m, wc in MACHINE_WC.items()])
+        write_csv(
+            out / "erp" / "equipment.csv",
+            [
+                {
+                    "machine_id": m,
+                    "line_id": WC_LINE[wc],
+                    "work_center_id": wc,
+                    "name": f"{WC_NAME[wc]} {m[-2:]}",
+                }
+                for m, wc in MACHINE_WC.items()
+            ],
+        )
         last_end = max(o.ops[-1].end for o in self.orders)
-        write_csv(out / "worker" / "schichtplan.csv", [
-            {"shift_id": s.shift_id, "line_id": line, "crew": s.crew, "start": iso(s.start),
-             "end": iso(s.end), "person_id": p, "name": self.names[p], "role": "Maschinenbediener"}
-            for line, shifts in self.shifts.items() for s in shifts if s.start <= last_end
-            for p in self.crews[(line, s.crew)]])
+        write_csv(
+            out / "worker" / "schichtplan.csv",
+            [
+                {
+                    "shift_id": s.shift_id,
+                    "line_id": line,
+                    "crew": s.crew,
+                    "start": iso(s.start),
+                    "end": iso(s.end),
+                    "person_id": p,
+                    "name": self.names[p],
+                    "role": "Maschinenbediener",
+                }
+                for line, shifts in self.shifts.items()
+                for s in shifts
+                if s.start <= last_end
+                for p in self.crews[(line, s.crew)]
+            ],
+        )
         for name, rows in (("inspections", self.inspections), ("inspection_items", self.items)):
             page = {"metadata": {"next_page": None, "remaining_records": 0}, "data": rows}
             (out / "worker" / f"feed_{name}.json").write_text(json.dumps(page, indent=1))
@@ -618,80 +758,168 @@ class Plant:
 
     def _write_sap(self, folder: Path) -> None:
         rng, srv = self.rng, "API_PRODUCTION_ORDER_2_SRV"
-        products = [{"__metadata": {"type": "API_PRODUCT_SRV.A_ProductType"}, "Product": p,
-                     "ProductType": "FERT", "BaseUnit": "ST", "to_Description": {"results": [
-                         {"Product": p, "Language": "DE", "ProductDescription": d[0]}]}}
-                    for p, d in PRODUCTS.items()]
+        products = [
+            {
+                "__metadata": {"type": "API_PRODUCT_SRV.A_ProductType"},
+                "Product": p,
+                "ProductType": "FERT",
+                "BaseUnit": "ST",
+                "to_Description": {
+                    "results": [{"Product": p, "Language": "DE", "ProductDescription": d[0]}]
+                },
+            }
+            for p, d in PRODUCTS.items()
+        ]
         orders, confs, docs, batches = [], [], [], []
         group, doc_no = 400000 + rng.randint(0, 90000), 4900100000
         for order in self.orders:
             first, last = order.ops[0], order.ops[-1]
-            ops = [{"__metadata": {"type": f"{srv}.A_ProductionOrderOperation_2Type"},
-                    "ManufacturingOrder": order.order_id, "ManufacturingOrderSequence": "0",
-                    "ManufacturingOrderOperation": op.number, "MfgOrderOperationText": op.text,
-                    "ProductionPlant": PLANT, "WorkCenter": op.wc, "OperationUnit": "ST",
+            ops = [
+                {
+                    "__metadata": {"type": f"{srv}.A_ProductionOrderOperation_2Type"},
+                    "ManufacturingOrder": order.order_id,
+                    "ManufacturingOrderSequence": "0",
+                    "ManufacturingOrderOperation": op.number,
+                    "MfgOrderOperationText": op.text,
+                    "ProductionPlant": PLANT,
+                    "WorkCenter": op.wc,
+                    "OperationUnit": "ST",
                     "OpPlannedTotalQuantity": f"{order.qty}.000",
                     "OpTotalConfirmedYieldQty": f"{op.qty_in - op.scrap}.000",
                     "OpTotalConfirmedScrapQty": f"{op.scrap}.000",
                     **sap_moment("OpActualExecutionStart", op.start),
-                    **sap_moment("OpActualExecutionEnd", op.end)} for op in order.ops]
+                    **sap_moment("OpActualExecutionEnd", op.end),
+                }
+                for op in order.ops
+            ]
             for op in order.ops:
                 group += 1
                 for count, (s, e, who, good, scrap) in enumerate(op.segs, 1):
-                    confs.append({
-                        "__metadata": {"type": CONF_TYPE},
-                        "ConfirmationGroup": f"{group:010d}", "ConfirmationCount": f"{count:08d}",
-                        "OrderID": order.order_id, "OrderOperation": op.number, "Sequence": "0",
-                        "OrderType": "PP01", "Material": order.product, "Plant": PLANT,
-                        "WorkCenter": op.wc, "Personnel": who, "ConfirmationUnit": "ST",
-                        "ConfirmationYieldQuantity": f"{good}.000",
-                        "ConfirmationScrapQuantity": f"{scrap}.000",
-                        "ConfirmationReworkQuantity": "0.000",
-                        "VarianceReasonCode": rng.choice(REASONS) if scrap else "",
-                        "IsFinalConfirmation": count == len(op.segs), "IsReversed": False,
-                        "IsReversal": False, "PostingDate": sap_date(e),
-                        **sap_moment("ConfirmedExecutionStart", s),
-                        **sap_moment("ConfirmedExecutionEnd", e)})
+                    confs.append(
+                        {
+                            "__metadata": {"type": CONF_TYPE},
+                            "ConfirmationGroup": f"{group:010d}",
+                            "ConfirmationCount": f"{count:08d}",
+                            "OrderID": order.order_id,
+                            "OrderOperation": op.number,
+                            "Sequence": "0",
+                            "OrderType": "PP01",
+                            "Material": order.product,
+                            "Plant": PLANT,
+                            "WorkCenter": op.wc,
+                            "Personnel": who,
+                            "ConfirmationUnit": "ST",
+                            "ConfirmationYieldQuantity": f"{good}.000",
+                            "ConfirmationScrapQuantity": f"{scrap}.000",
+                            "ConfirmationReworkQuantity": "0.000",
+                            "VarianceReasonCode": rng.choice(REASONS) if scrap else "",
+                            "IsFinalConfirmation": count == len(op.segs),
+                            "IsReversed": False,
+                            "IsReversal": False,
+                            "PostingDate": sap_date(e),
+                            **sap_moment("ConfirmedExecutionStart", s),
+                            **sap_moment("ConfirmedExecutionEnd", e),
+                        }
+                    )
                 if op.lots:
                     doc_no += 1
-                    docs.append(matdoc(doc_no, op.start, [
-                        {"Material": lot.material, "Batch": lot.batch, "GoodsMovementType": "261",
-                         "ManufacturingOrder": order.order_id, "QuantityInEntryUnit": f"{q:.3f}",
-                         "EntryUnit": unit_of(lot.material)} for lot, q in op.lots]))
+                    docs.append(
+                        matdoc(
+                            doc_no,
+                            op.start,
+                            [
+                                {
+                                    "Material": lot.material,
+                                    "Batch": lot.batch,
+                                    "GoodsMovementType": "261",
+                                    "ManufacturingOrder": order.order_id,
+                                    "QuantityInEntryUnit": f"{q:.3f}",
+                                    "EntryUnit": unit_of(lot.material),
+                                }
+                                for lot, q in op.lots
+                            ],
+                        )
+                    )
             final, doc_no = last.qty_in - last.scrap, doc_no + 1
-            docs.append(matdoc(doc_no, last.end, [
-                {"Material": order.product, "Batch": f"F{order.order_id}",
-                 "GoodsMovementType": "101", "ManufacturingOrder": order.order_id,
-                 "QuantityInEntryUnit": f"{final}.000", "EntryUnit": "ST"}]))
+            docs.append(
+                matdoc(
+                    doc_no,
+                    last.end,
+                    [
+                        {
+                            "Material": order.product,
+                            "Batch": f"F{order.order_id}",
+                            "GoodsMovementType": "101",
+                            "ManufacturingOrder": order.order_id,
+                            "QuantityInEntryUnit": f"{final}.000",
+                            "EntryUnit": "ST",
+                        }
+                    ],
+                )
+            )
             planned_start = first.start - timedelta(minutes=rng.uniform(-60, 240))
             planned_end = last.end + timedelta(minutes=rng.uniform(-30, 480))  # never 1 h late
-            orders.append({
-                "__metadata": {"type": f"{srv}.A_ProductionOrder_2Type"},
-                "ManufacturingOrder": order.order_id, "ManufacturingOrderCategory": "10",
-                "ManufacturingOrderType": "PP01", "OrderIsCreated": True, "OrderIsReleased": True,
-                "OrderIsPartiallyConfirmed": False, "OrderIsConfirmed": True,
-                "OrderIsTechnicallyCompleted": False, "OrderIsClosed": False,
-                "Material": order.product, "ProductionPlant": PLANT,
-                "MfgOrderCreationDate": sap_date(order.release - timedelta(days=3)),
-                **sap_moment("MfgOrderPlannedStart", planned_start),
-                **sap_moment("MfgOrderPlannedEnd", planned_end), "ProductionUnit": "ST",
-                "TotalQuantity": f"{order.qty}.000", "MfgOrderConfirmedYieldQty": f"{final}.000",
-                "to_ProductionOrderOperation": {"results": ops}})
+            orders.append(
+                {
+                    "__metadata": {"type": f"{srv}.A_ProductionOrder_2Type"},
+                    "ManufacturingOrder": order.order_id,
+                    "ManufacturingOrderCategory": "10",
+                    "ManufacturingOrderType": "PP01",
+                    "OrderIsCreated": True,
+                    "OrderIsReleased": True,
+                    "OrderIsPartiallyConfirmed": False,
+                    "OrderIsConfirmed": True,
+                    "OrderIsTechnicallyCompleted": False,
+                    "OrderIsClosed": False,
+                    "Material": order.product,
+                    "ProductionPlant": PLANT,
+                    "MfgOrderCreationDate": sap_date(order.release - timedelta(days=3)),
+                    **sap_moment("MfgOrderPlannedStart", planned_start),
+                    **sap_moment("MfgOrderPlannedEnd", planned_end),
+                    "ProductionUnit": "ST",
+                    "TotalQuantity": f"{order.qty}.000",
+                    "MfgOrderConfirmedYieldQty": f"{final}.000",
+                    "to_ProductionOrderOperation": {"results": ops},
+                }
+            )
         for lot in (lot for lots in self.lots.values() for lot in lots):
             doc_no += 1
-            docs.append(matdoc(doc_no, lot.received, [
-                {"Material": lot.material, "Batch": lot.batch, "GoodsMovementType": "101",
-                 "Supplier": lot.supplier, "PurchaseOrder": f"45{rng.randint(10**7, 10**8 - 1)}",
-                 "QuantityInEntryUnit": f"{lot.size:.3f}", "EntryUnit": unit_of(lot.material)}]))
+            docs.append(
+                matdoc(
+                    doc_no,
+                    lot.received,
+                    [
+                        {
+                            "Material": lot.material,
+                            "Batch": lot.batch,
+                            "GoodsMovementType": "101",
+                            "Supplier": lot.supplier,
+                            "PurchaseOrder": f"45{rng.randint(10**7, 10**8 - 1)}",
+                            "QuantityInEntryUnit": f"{lot.size:.3f}",
+                            "EntryUnit": unit_of(lot.material),
+                        }
+                    ],
+                )
+            )
             made = lot.received - timedelta(days=rng.randint(5, 40))
-            batches.append({
-                "__metadata": {"type": "API_BATCH_SRV.BatchType"}, "Material": lot.material,
-                "BatchIdentifyingPlant": PLANT, "Batch": lot.batch, "Supplier": lot.supplier,
-                "BatchBySupplier": f"{lot.supplier[-3:]}-{rng.randint(10000, 99999)}",
-                "ManufactureDate": sap_date(made)})
+            batches.append(
+                {
+                    "__metadata": {"type": "API_BATCH_SRV.BatchType"},
+                    "Material": lot.material,
+                    "BatchIdentifyingPlant": PLANT,
+                    "Batch": lot.batch,
+                    "Supplier": lot.supplier,
+                    "BatchBySupplier": f"{lot.supplier[-3:]}-{rng.randint(10000, 99999)}",
+                    "ManufactureDate": sap_date(made),
+                }
+            )
         docs.sort(key=lambda d: d["MaterialDocument"])
-        for name, rows in (("A_Product", products), ("Batch", batches),
-                           ("A_ProductionOrder_2", orders), ("A_MaterialDocumentHeader", docs)):
+        for name, rows in (
+            ("A_Product", products),
+            ("Batch", batches),
+            ("A_ProductionOrder_2", orders),
+            ("A_MaterialDocumentHeader", docs),
+        ):
             (folder / f"{name}.json").write_text(json.dumps(odata(rows)))
         for index in range(0, len(confs), 2000):  # paged as the service pages them
             link = f"ProdnOrdConf2?$skiptoken={index + 2000}" if index + 2000 < len(confs) else None
@@ -701,37 +929,50 @@ class Plant:
     def _write_b2mml(self, folder: Path) -> None:
         weeks: dict[int, list[str]] = {}
         for order in self.orders:
-            parts = [f"  <ProductionResponse>\n    <ID>PR-{order.order_id}</ID>\n"
-                     f"    <ProductionRequestID>{order.order_id}</ProductionRequestID>\n"]
+            parts = [
+                f"  <ProductionResponse>\n    <ID>PR-{order.order_id}</ID>\n"
+                f"    <ProductionRequestID>{order.order_id}</ProductionRequestID>\n"
+            ]
             for op in order.ops:
                 parts.append(
                     f"    <SegmentResponse>\n      <ID>SR-{order.order_id}-{op.number}</ID>\n"
                     f"      <ProcessSegmentID>{op.number}</ProcessSegmentID>\n"
                     f"      <ActualStartTime>{iso(op.start)}</ActualStartTime>\n"
-                    f"      <ActualEndTime>{iso(op.end)}</ActualEndTime>\n")
+                    f"      <ActualEndTime>{iso(op.end)}</ActualEndTime>\n"
+                )
                 hours: dict[str, float] = {}
                 for s, e, who, _, _ in op.segs:
                     hours[who] = hours.get(who, 0.0) + (e - s).total_seconds() / 3600
-                parts += [f"      <PersonnelActual><PersonID>{p}</PersonID>{quantity(h, 'h')}"
-                          "</PersonnelActual>\n" for p, h in hours.items()]
-                parts.append(f"      <EquipmentActual><EquipmentID>{op.machine}</EquipmentID>"
-                             "</EquipmentActual>\n")
+                parts += [
+                    f"      <PersonnelActual><PersonID>{p}</PersonID>{quantity(h, 'h')}"
+                    "</PersonnelActual>\n"
+                    for p, h in hours.items()
+                ]
+                parts.append(
+                    f"      <EquipmentActual><EquipmentID>{op.machine}</EquipmentID>"
+                    "</EquipmentActual>\n"
+                )
                 used = [(lot.material, lot.batch, "Consumed", q) for lot, q in op.lots]
                 if op is order.ops[-1]:
-                    used.append((order.product, f"F{order.order_id}", "Produced",
-                                 op.qty_in - op.scrap))
-                parts += [f"      <MaterialActual>\n        <MaterialDefinitionID>{escape(m)}"
-                          f"</MaterialDefinitionID>\n        <MaterialLotID>{b}</MaterialLotID>\n"
-                          f"        <MaterialUse>{use}</MaterialUse>\n        "
-                          f"{quantity(q, unit_of(m))}\n      </MaterialActual>\n"
-                          for m, b, use, q in used]
+                    used.append(
+                        (order.product, f"F{order.order_id}", "Produced", op.qty_in - op.scrap)
+                    )
+                parts += [
+                    f"      <MaterialActual>\n        <MaterialDefinitionID>{escape(m)}"
+                    f"</MaterialDefinitionID>\n        <MaterialLotID>{b}</MaterialLotID>\n"
+                    f"        <MaterialUse>{use}</MaterialUse>\n        "
+                    f"{quantity(q, unit_of(m))}\n      </MaterialActual>\n"
+                    for m, b, use, q in used
+                ]
                 parts.append("    </SegmentResponse>\n")
             week = (order.ops[0].start - START).days // 7
             weeks.setdefault(week, []).append("".join(parts) + "  </ProductionResponse>\n")
         for week, responses in weeks.items():
-            text = ('<?xml version="1.0" encoding="UTF-8"?>\n<ProductionPerformance xmlns='
-                    f'"http://www.mesa.org/xml/B2MML-V0600">\n  <ID>PP-{PLANT}-W{week + 1:02d}'
-                    "</ID>\n" + "".join(responses) + "</ProductionPerformance>\n")
+            text = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<ProductionPerformance xmlns='
+                f'"http://www.mesa.org/xml/B2MML-V0600">\n  <ID>PP-{PLANT}-W{week + 1:02d}'
+                "</ID>\n" + "".join(responses) + "</ProductionPerformance>\n"
+            )
             (folder / f"production_performance_w{week + 1:02d}.xml").write_text(text)
 
     def _write_mtconnect(self, folder: Path) -> None:
@@ -750,8 +991,10 @@ class Plant:
                 line, section = f'<Normal dataItemId="{data[0]}" {stamp} type="{data[2]}"/>', "C"
             else:
                 item, level, type_, code, text = data
-                line = (f'<{level} dataItemId="{item}" {stamp} type="{type_}" nativeCode="{code}">'
-                        f"{escape(text)}</{level}>")
+                line = (
+                    f'<{level} dataItemId="{item}" {stamp} type="{type_}" nativeCode="{code}">'
+                    f"{escape(text)}</{level}>"
+                )
                 section = "C"
             week = weeks.setdefault((t - START).days // 7, {})
             week.setdefault((machine, section), []).append(line)
@@ -761,21 +1004,28 @@ class Plant:
             return f"        <{tag}>\n{body}        </{tag}>\n" if lines else ""
 
         for week, blocks in weeks.items():
-            out = ['<?xml version="1.0" encoding="UTF-8"?>\n<MTConnectStreams xmlns="urn:mtconnect'
-                   f'.org:MTConnectStreams:1.3">\n  <Header creationTime="'
-                   f'{iso(START + timedelta(weeks=week + 1))}" sender="mtc-agent-2300" '
-                   'instanceId="1740990000" version="1.3.1.0" bufferSize="1048576"/>\n'
-                   "  <Streams>\n"]
+            out = [
+                '<?xml version="1.0" encoding="UTF-8"?>\n<MTConnectStreams xmlns="urn:mtconnect'
+                f'.org:MTConnectStreams:1.3">\n  <Header creationTime="'
+                f'{iso(START + timedelta(weeks=week + 1))}" sender="mtc-agent-2300" '
+                'instanceId="1740990000" version="1.3.1.0" bufferSize="1048576"/>\n'
+                "  <Streams>\n"
+            ]
             for m in MACHINE_WC:
-                out.append(f'    <DeviceStream name="{m}" uuid="eq-{m}">\n      <ComponentStream'
-                           ' component="Controller" name="ctrl" componentId="c1">\n'
-                           + block("Events", blocks.get((m, "E"), []))
-                           + block("Condition", blocks.get((m, "C"), []))
-                           + "      </ComponentStream>\n")
+                out.append(
+                    f'    <DeviceStream name="{m}" uuid="eq-{m}">\n      <ComponentStream'
+                    ' component="Controller" name="ctrl" componentId="c1">\n'
+                    + block("Events", blocks.get((m, "E"), []))
+                    + block("Condition", blocks.get((m, "C"), []))
+                    + "      </ComponentStream>\n"
+                )
                 if (m, "S") in blocks:
-                    out.append('      <ComponentStream component="Rotary" name="S1" componentId='
-                               '"s1">\n' + block("Samples", blocks[(m, "S")])
-                               + "      </ComponentStream>\n")
+                    out.append(
+                        '      <ComponentStream component="Rotary" name="S1" componentId='
+                        '"s1">\n'
+                        + block("Samples", blocks[(m, "S")])
+                        + "      </ComponentStream>\n"
+                    )
                 out.append("    </DeviceStream>\n")
             out.append("  </Streams>\n</MTConnectStreams>\n")
             (folder / f"mtconnect_sample_w{week + 1:02d}.xml").write_text("".join(out))
@@ -785,19 +1035,34 @@ class Plant:
         for name, cause in self.causes.items():
             if cause["key"] is None:
                 continue  # e.g. no batch of that material arrived late enough
-            params = {k: iso(v) if isinstance(v, datetime) else v for k, v in cause.items()
-                      if k not in ("label", "key", "uses")}
-            causes.append({"mechanism": name, "label": cause["label"], "key": cause["key"],
-                           "deviations": sorted(d for d, c in self.blame.items() if c == name),
-                           "parameters": params})
-        return {"plant": PLANT, "causes": causes,
-                "unexplained": sorted(d for d, c in self.blame.items() if not c),
-                "operations": sum(len(o.ops) for o in self.orders), "orders": len(self.orders)}
+            params = {
+                k: iso(v) if isinstance(v, datetime) else v
+                for k, v in cause.items()
+                if k not in ("label", "key", "uses")
+            }
+            causes.append(
+                {
+                    "mechanism": name,
+                    "label": cause["label"],
+                    "key": cause["key"],
+                    "deviations": sorted(d for d, c in self.blame.items() if c == name),
+                    "parameters": params,
+                }
+            )
+        return {
+            "plant": PLANT,
+            "causes": causes,
+            "unexplained": sorted(d for d, c in self.blame.items() if not c),
+            "operations": sum(len(o.ops) for o in self.orders),
+            "orders": len(self.orders),
+        }
 
 
 def quantity(value: float, unit: str) -> str:
-    return (f"<Quantity><QuantityString>{value:g}</QuantityString>"
-            f"<UnitOfMeasure>{unit}</UnitOfMeasure></Quantity>")
+    return (
+        f"<Quantity><QuantityString>{value:g}</QuantityString>"
+        f"<UnitOfMeasure>{unit}</UnitOfMeasure></Quantity>"
+    )
 
 
 def matdoc(number: int, posted: datetime, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -836,8 +1101,16 @@ def main() -> None:
     truth = generate(args.out, args.seed, args.weeks)
     per_cause = {c["mechanism"]: len(c["deviations"]) for c in truth["causes"]}
     total = sum(per_cause.values()) + len(truth["unexplained"])
-    print(json.dumps({"operations": truth["operations"], "deviations": total,
-                      "per_cause": per_cause, "unexplained": len(truth["unexplained"])}))
+    print(
+        json.dumps(
+            {
+                "operations": truth["operations"],
+                "deviations": total,
+                "per_cause": per_cause,
+                "unexplained": len(truth["unexplained"]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
