@@ -229,6 +229,15 @@ class _Count:
             return False
         return not self.falls_without(other, during)
 
+    def worse_within(self, other: frozenset[str]) -> bool:
+        """Whether the work shared with ``other`` deviated credibly more often than the rest
+        of ``other``'s work (within the same reference)."""
+        shared = self.exposed & other
+        rest = (other & self.reference) - self.exposed
+        if not shared or not rest:
+            return False
+        return _higher(shared, rest, self.bad, self.base) >= CREDIBLY
+
     def falls_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
         """Whether the work ``other`` did not touch (while ``other``'s ran) deviated
         credibly less than the work they share."""
@@ -949,12 +958,14 @@ class RootCauseAnalyzer:
                     continue
                 # B explains A when B stays elevated on its own work while A's ran (a machine
                 # bad at another time does not explain a lot) and A does not on its work while
-                # B's ran: A deviates credibly less there, or has hardly any work outside B's.
+                # B's ran: A deviates credibly less there, or has hardly any work outside B's;
+                # and A's work is no worse than the rest of B's (an operator bad at one step
+                # is not explained by the washer all that step's work passes through).
                 during_b = during(b.touched)
                 alone_a = a.best.stands_without(b.touched, during_b)
                 alone_b = b.best.stands_without(a.touched, during(a.touched))
                 falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
-                if alone_b and not alone_a and falls_a:
+                if alone_b and not alone_a and falls_a and not a.best.worse_within(b.touched):
                     a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
