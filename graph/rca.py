@@ -201,13 +201,18 @@ class _Count:
     # the candidate's own work, where the count reaches beyond it (a symptom's kind over the
     # plant): only its own work speaks for it against another candidate
     own: frozenset[str] | None = None
+    strata: _Strata | None = None  # the reference's work steps, for plant-wide counts
 
     @cached_property
     def base(self) -> float:
         """The deviation rate of the reference's work the candidate did not touch (a machine
-        that goes bad must not raise the rate it is compared with)."""
-        unexposed = self.reference - self.exposed
-        return (len(unexposed & self.bad) + 0.5) / (len(unexposed) + 1)
+        that goes bad must not raise the rate it is compared with), step by step when the
+        reference spans steps (indirect standardisation), so that working at a step that
+        deviates more is not taken for a cause."""
+        if self.strata is None or not self.exposed:
+            unexposed = self.reference - self.exposed
+            return (len(unexposed & self.bad) + 0.5) / (len(unexposed) + 1)
+        return self.strata.expected(self.exposed, self.bad)
 
     def score(
         self, exclude: frozenset[str] = frozenset(), within: frozenset[str] | None = None
@@ -249,6 +254,32 @@ class _Count:
         return _higher(shared, alone, self.bad, self.base) >= CREDIBLY
 
 
+@dataclass(frozen=True)
+class _Strata:
+    """A reference's work by step, for indirect standardisation of a candidate's rate."""
+
+    step_of: dict[str, str | None]
+    totals: dict[str | None, tuple[int, int]]  # per step: operations, deviating
+
+    @classmethod
+    def of(cls, reference: frozenset[str], ops: dict[str, Op], bad: frozenset[str]) -> _Strata:
+        step_of = {k: ops[k].step for k in reference}
+        n: Counter[str | None] = Counter(step_of.values())
+        k: Counter[str | None] = Counter(step_of[x] for x in reference & bad)
+        return cls(step_of, {s: (n[s], k[s]) for s in n})
+
+    def expected(self, exposed: frozenset[str], bad: frozenset[str]) -> float:
+        """The mean over the exposed work of its step's rate without the exposed work."""
+        n_exposed: Counter[str | None] = Counter(self.step_of.get(x) for x in exposed)
+        k_exposed: Counter[str | None] = Counter(self.step_of.get(x) for x in exposed & bad)
+        total = 0.0
+        for step, n in n_exposed.items():
+            ops, deviating = self.totals.get(step, (n, k_exposed[step]))
+            rest_n, rest_k = ops - n, deviating - k_exposed[step]
+            total += n * (rest_k + 0.5) / (rest_n + 1)
+        return total / len(exposed)
+
+
 def _posterior(k: int, n: int, base: float) -> tuple[float, float]:
     return k + PRIOR * base, n - k + PRIOR * (1 - base)
 
@@ -279,6 +310,11 @@ class _Candidate:
     best: _Count | None = None
     score: float = -1.0
     explained_by: _Candidate | None = None
+
+    def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
+        """Whether any way of counting the candidate stays elevated without ``other``'s work
+        (a supplier seen at one step through one lot may be seen at others through more)."""
+        return any(c.stands_without(other, during) for c in self.counts if c.exposed)
 
     def rank(self) -> None:
         scored = [(c.score()[0], c) for c in self.counts if c.exposed]
@@ -893,6 +929,10 @@ class RootCauseAnalyzer:
         steps: dict[str | None, set[str]] = defaultdict(set)
         for k, op in comparison.items():
             steps[op.step].add(k)
+        by_step = {
+            "window": _Strata.of(everything, comparison, bad),
+            "local": _Strata.of(local, comparison, bad),
+        }
 
         for candidate in candidates:
             step = frozenset(steps.get(candidate.op.step, ())) if candidate.op.step else None
@@ -923,7 +963,7 @@ class RootCauseAnalyzer:
             for ids, via, scope in ways:
                 for view, reference in (("window", everything), ("local", local)):
                     candidate.counts.append(
-                        _Count(view, ids & reference, reference, bad, via, scope)
+                        _Count(view, ids & reference, reference, bad, via, scope, by_step[view])
                     )
                     if step is not None:
                         ref = reference & step
@@ -962,8 +1002,8 @@ class RootCauseAnalyzer:
                 # and A's work is no worse than the rest of B's (an operator bad at one step
                 # is not explained by the washer all that step's work passes through).
                 during_b = during(b.touched)
-                alone_a = a.best.stands_without(b.touched, during_b)
-                alone_b = b.best.stands_without(a.touched, during(a.touched))
+                alone_a = a.stands_without(b.touched, during_b)
+                alone_b = b.stands_without(a.touched, during(a.touched))
                 falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
                 if alone_b and not alone_a and falls_a and not a.best.worse_within(b.touched):
                     a.explained_by = b
@@ -1012,8 +1052,11 @@ class RootCauseAnalyzer:
         seen: set[tuple[str, str]] = set()
         ranked = []
         for group in (sorted(causes, key=order), sorted(rest, key=order)):
-            ranked.append([c for c in group if (c.label, c.key) not in seen])
-            seen |= {(c.label, c.key) for c in ranked[-1]}
+            ranked.append([])
+            for cause in group:
+                if (cause.label, cause.key) not in seen:
+                    seen.add((cause.label, cause.key))
+                    ranked[-1].append(cause)
         return ranked[0], ranked[1]
 
     # -- running over many, persisting ----------------------------------------------------------
@@ -1120,9 +1163,9 @@ def _nested(a: _Candidate, b: _Candidate) -> bool:
 
 def _sharper(a: _Candidate, b: _Candidate) -> bool:
     """Of two candidates neither of which is elevated without the other, whether ``a`` is the
-    better explanation: nested in ``b`` and smaller (a lot within its supplier, a changeover
-    within its machine's work), or touching the same work by a direct link where ``b``'s is
-    indirect (the machine, not the upstream machine that always fed it). Never where ``b``
+    better explanation: nested in ``b``, smaller and worse than the rest of it (a lot within
+    its supplier, a changeover within its machine's work), or touching the same work by a
+    direct link where ``b``'s is indirect (the machine, not the upstream machine that always fed it). Never where ``b``
     is seen through a symptom of its own that ``a`` has no part in (a spindle fault is the
     machine's, whichever product's setup it happened in)."""
     if b.best is not None and b.best.via is not None and not a.symptoms:
@@ -1130,7 +1173,9 @@ def _sharper(a: _Candidate, b: _Candidate) -> bool:
     inside, around = _nested(a, b), _nested(b, a)
     if inside and around:
         return b.factor.cause_type in INDIRECT and a.factor.cause_type not in INDIRECT
-    return inside and len(a.touched) < len(b.touched)
+    # smaller, and worse than the rest of ``b``'s work: a lot no worse than its supplier's
+    # other batches is the supplier's problem
+    return inside and len(a.touched) < len(b.touched) and a.best.worse_within(b.touched)
 
 
 def _level(deviation: dict[str, Any]) -> str:
