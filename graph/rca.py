@@ -1165,9 +1165,9 @@ def _sharper(a: _Candidate, b: _Candidate) -> bool:
     """Of two candidates neither of which is elevated without the other, whether ``a`` is the
     better explanation: nested in ``b``, smaller and worse than the rest of it (a lot within
     its supplier, a changeover within its machine's work), or touching the same work by a
-    direct link where ``b``'s is indirect (the machine, not the upstream machine that always fed it). Never where ``b``
-    is seen through a symptom of its own that ``a`` has no part in (a spindle fault is the
-    machine's, whichever product's setup it happened in)."""
+    direct link where ``b``'s is indirect (the machine, not the upstream machine that always
+    fed it). Never where ``b`` is seen through a symptom of its own that ``a`` has no part in
+    (a spindle fault is the machine's, whichever product's setup it happened in)."""
     if b.best is not None and b.best.via is not None and not a.symptoms:
         return False
     inside, around = _nested(a, b), _nested(b, a)
