@@ -6,8 +6,9 @@ data that a plant's exports may lack (machine types, certifications, maintenance
 
 1. **Candidates** are what the deviating operation was exposed to before it could be affected
    (nothing after its end): its machine, the lots it consumed and their suppliers, the people
-   who performed it, the machine of the upstream operation, a missed maintenance still
-   pending on the machine, a changeover shortly before it. Alarms and failed checklists of a
+   who performed it, the work's history (the machines of the order's earlier steps and the
+   lots they put into the workpiece), a missed maintenance still pending on the machine, a
+   changeover shortly before it and the setup it ran in. Alarms and failed checklists of a
    machine are *symptoms*: they support the machine (its operations with such a symptom form
    one more way of counting it) instead of competing with it. An expired certification or a
    first run of the work step are flags that the explanation reports; they never decide alone.
@@ -17,16 +18,18 @@ data that a plant's exports may lack (machine types, certifications, maintenance
    step (the operation text or number: an operator may be bad at milling and fine at
    turning) — against the deviation rate of the same reference.
 3. **Uncertainty.** For each count, the posterior of the candidate's deviation rate is a Beta
-   distribution with a weak prior at the reference rate (``PRIOR`` pseudo-operations); its
+   distribution with a weak prior at the reference rate (``PRIOR`` pseudo-operations; the
+   reference's rate step by step, so working at a step that deviates more is no cause); its
    ``QUANTILE`` lower bound minus the reference rate is the score, and a candidate takes its
    best count. One deviating operation of one cannot outrank 20 of 40, and a factor never
    seen elsewhere stays at its prior, below the reference.
 4. **Explaining away.** For two elevated candidates that share operations, each is counted
    again on the operations the other did not touch: one that stays elevated there explains
    one that does not (a machine that goes bad explains the lots that ran on it; a lot
-   explains its supplier's elevated rate). Where neither stays elevated alone, the one with
-   fewer operations is the sharper explanation (the missed maintenance rather than the
-   machine, the changeover rather than the lathe).
+   explains its supplier's elevated rate) unless the other's work is credibly worse than the
+   rest of the first's. Where neither stays elevated alone, the nested one that is credibly
+   worse than the rest is the sharper explanation (the missed maintenance rather than the
+   machine, the setup rather than the mill).
 5. **Confidence** is the posterior probability that a candidate has the highest excess rate
    of all, and a positive one (Monte Carlo over the Beta posteriors). Below ``CLEAR`` the
    answer is "no clear cause" with the nearest candidates. A candidate whose operations did not
@@ -61,7 +64,7 @@ from opsgraph.schema.base import as_utc
 from . import queries
 from .store import Rows, Store
 
-METHOD = "exposure-contrast/v2"
+METHOD = "exposure-contrast/v3"
 QUALITY = {"scrap", "out_of_spec", "short_order"}
 MACHINE_LEVEL = {"downtime", "failed_checklist_item"}
 TRACED = QUALITY | MACHINE_LEVEL | {"late_order"}  # what `rca --all` analyses
@@ -1000,12 +1003,16 @@ class RootCauseAnalyzer:
                 # bad at another time does not explain a lot) and A does not on its work while
                 # B's ran: A deviates credibly less there, or has hardly any work outside B's;
                 # and A's work is no worse than the rest of B's (an operator bad at one step
-                # is not explained by the washer all that step's work passes through).
+                # is not explained by the washer all that step's work passes through), unless
+                # A is linked through something else and B directly (the machine explains the
+                # work fed to it from upstream).
                 during_b = during(b.touched)
                 alone_a = a.stands_without(b.touched, during_b)
                 alone_b = b.stands_without(a.touched, during(a.touched))
                 falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
-                if alone_b and not alone_a and falls_a and not a.best.worse_within(b.touched):
+                through = a.factor.cause_type in INDIRECT and b.factor.cause_type not in INDIRECT
+                kept = not through and a.best.worse_within(b.touched)
+                if alone_b and not alone_a and falls_a and not kept:
                     a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
