@@ -175,8 +175,8 @@ def test_unknown_or_untraceable_deviations_get_a_clear_error(store: Store) -> No
 
 def _work(store: Store, runs: list[dict]) -> None:
     """Operations from plain specs: ``op``, ``day`` (hours after T0 if ``hour``), ``machine``,
-    optional ``lot``, ``person``, ``step`` and ``bad`` (a scrap deviation about it). Machines
-    carry no type, as SAP work centers and MTConnect devices do not."""
+    optional ``lot``, ``person``, ``step``, ``order`` and ``bad`` (a scrap deviation about
+    it). Machines carry no type, as SAP work centers and MTConnect devices do not."""
     w = BulkWriter(store)
     w.upsert_nodes("Machine", [{"machine_id": m} for m in sorted({r["machine"] for r in runs})])
     lots = sorted({r["lot"] for r in runs if r.get("lot")})
@@ -221,6 +221,12 @@ def _work(store: Store, runs: list[dict]) -> None:
     w.upsert_relationships(
         rel_spec("Person", "PERFORMED", "Operation"),
         [{"start": r["person"], "end": r["op"]} for r in runs if r.get("person")],
+    )
+    orders = sorted({r["order"] for r in runs if r.get("order")})
+    w.upsert_nodes("ProductionOrder", [{"order_id": o} for o in orders])
+    w.upsert_relationships(
+        rel_spec("ProductionOrder", "HAS_OPERATION", "Operation"),
+        [{"start": r["order"], "end": r["op"]} for r in runs if r.get("order")],
     )
     w.upsert_nodes("Deviation", devs)
     w.upsert_relationships(
@@ -404,3 +410,84 @@ def test_common_causes_group_a_pattern_and_reject_an_unknown_type(store: Store) 
     assert len(top["keys"]) == min(10, len(changeovers))
     with pytest.raises(RcaError, match="no deviations of type 'scarp'; the graph has: scrap"):
         RootCauseAnalyzer(store).common_causes(deviation_type="scarp")
+
+
+def test_a_lot_carried_from_an_earlier_step_is_seen_where_its_flaw_shows(store: Store) -> None:
+    """Bar stock consumed at turning whose hardness only shows at grinding: the grinding
+    deviation's own operation consumed nothing, the lot came with the workpiece."""
+    runs = []
+    for i in range(40):
+        lot = "L-HARD" if 12 <= i < 18 else f"L{i // 6}"
+        ground_bad = lot == "L-HARD" and i != 14 or i == 31
+        runs += [
+            {"op": f"{1000 + i}/0010", "order": str(1000 + i), "day": i // 2, "hour": 8 * (i % 2),
+             "machine": f"T{i % 2}", "lot": lot, "person": f"P{i % 3}", "step": "Turning"},
+            {"op": f"{1000 + i}/0020", "order": str(1000 + i), "day": i // 2,
+             "hour": 8 * (i % 2) + 3, "machine": f"G{i % 3}", "person": f"P{(i + 1) % 3}",
+             "step": "Grinding", "bad": ground_bad},
+        ]  # fmt: skip
+    _work(store, runs)
+    result = RootCauseAnalyzer(store).analyze("DEV-SCRAP-1016/0020")
+    assert _first(result) == ("MaterialLot", "L-HARD") and result.clear
+    top = result.causes[0]
+    assert "consumed by 1016/0010, earlier in the order of 1016/0020" in top.explanation
+    assert [n.get("label") for n in top.evidence[0] if "label" in n] == [
+        "Deviation", "Operation", "ProductionOrder", "Operation", "MaterialLot"
+    ]  # fmt: skip
+
+
+def test_the_machine_of_an_earlier_step_is_seen_two_steps_on(store: Store) -> None:
+    """A lathe turning off-centre for a week: the parts pass the washer fine and fail at
+    grinding, on other machines."""
+    runs = []
+    for i in range(60):
+        lathe = f"T{i % 3}"
+        bad = lathe == "T2" and 24 <= i < 45 and i % 5 != 0
+        order = str(2000 + i)
+        runs += [
+            {"op": f"{order}/0010", "order": order, "day": i // 3, "hour": 6 * (i % 3),
+             "machine": lathe, "step": "Turning"},
+            {"op": f"{order}/0020", "order": order, "day": i // 3, "hour": 6 * (i % 3) + 2,
+             "machine": "W1", "step": "Washing"},
+            {"op": f"{order}/0030", "order": order, "day": i // 3, "hour": 6 * (i % 3) + 4,
+             "machine": f"G{i % 2}", "step": "Grinding", "bad": bad or i == 7},
+        ]  # fmt: skip
+    _work(store, runs)
+    result = RootCauseAnalyzer(store).analyze("DEV-SCRAP-2038/0030")
+    assert _first(result) == ("Machine", "T2") and result.clear
+    assert result.causes[0].cause_type == "upstream_operation"
+    assert result.causes[0].pattern == "work fed from T2"
+
+
+def test_a_bad_setup_stays_bad_until_the_fixture_is_rebuilt(store: Store) -> None:
+    """A mill alternates two products in two-day setups; the fixture for B is built badly
+    on day 10 and remounted at every later setup for B, hours and days after the
+    changeover. The setup, not the mill, is the cause."""
+    runs, changeovers = [], []
+    for day in range(24):
+        product = "A" if day // 2 % 2 == 0 else "B"
+        if day % 2 == 0:
+            changeovers.append((f"CO-M1-{day:02d}", T0 + timedelta(days=day, hours=-1), product))
+        for n in range(3):
+            op = f"OP-{day:02d}-{n}"
+            bad = product == "B" and day >= 10 and (day + n) % 3 != 0
+            runs.append({"op": op, "day": day, "hour": 5 * n, "machine": "M1", "step": "Milling",
+                         "bad": bad})  # fmt: skip
+            runs.append({"op": f"{op}-M2", "day": day, "hour": 5 * n + 1, "machine": "M2",
+                         "step": "Milling", "bad": (day + n) % 11 == 0})  # fmt: skip
+    _work(store, runs)
+    w = BulkWriter(store)
+    w.upsert_nodes(
+        "Changeover",
+        [{"changeover_id": c, "start": at, "end": at + timedelta(minutes=30), "to_product": p}
+         for c, at, p in changeovers],
+    )  # fmt: skip
+    w.upsert_relationships(
+        rel_spec("Machine", "HAD_CHANGEOVER", "Changeover"),
+        [{"start": "M1", "end": c} for c, _, _ in changeovers],
+    )
+    result = RootCauseAnalyzer(store).analyze("DEV-SCRAP-OP-18-2")  # ten hours into the setup
+    assert _first(result) == ("Changeover", "CO-M1-18") and result.clear
+    top = result.causes[0]
+    assert (top.cause_type, top.pattern) == ("setup", "setups to B on M1")
+    assert "Machine" not in {c.label for c in result.causes[:1]}
