@@ -281,6 +281,47 @@ def product(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]
     ]
 
 
+def supplier(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_BUSINESS_PARTNER A_Supplier: the supplier master (batches name only its number)."""
+    name = text(entity.get("SupplierName")) or text(entity.get("SupplierFullName"))
+    return [
+        NodeRow("Supplier", present({"supplier_id": _required(entity, "Supplier"), "name": name}))
+    ]
+
+
+def business_partner(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow] | str:
+    """API_BUSINESS_PARTNER A_BusinessPartner: a supplier's name and, from its first address
+    (``to_BusinessPartnerAddress``), its country; partners that are no supplier are skipped."""
+    partner = _required(entity, "BusinessPartner")
+    number_ = text(entity.get("Supplier"))
+    if not number_:
+        return f"business partner {partner} is not a supplier"
+    addresses = (entity.get("to_BusinessPartnerAddress") or {}).get("results", [])
+    name = text(entity.get("BusinessPartnerFullName")) or text(entity.get("OrganizationBPName1"))
+    props = {
+        "supplier_id": number_,
+        "name": name,
+        "country": text(addresses[0].get("Country")) if addresses else None,
+    }
+    return [NodeRow("Supplier", present(props))]
+
+
+def work_center(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
+    """API_WORK_CENTERS A_WorkCenters: the work center master, its description from
+    ``WorkCenterDesc`` or the expanded ``to_WorkCenterDescription``."""
+    descriptions = (entity.get("to_WorkCenterDescription") or {}).get("results", [])
+    english = [d for d in descriptions if d.get("Language") in ("EN", "E")] or descriptions
+    name = text(entity.get("WorkCenterDesc")) or (
+        text(english[0].get("WorkCenterDesc")) if english else None
+    )
+    props = {
+        "work_center_id": _required(entity, "WorkCenter"),
+        "name": name,
+        "plant": text(entity.get("Plant")),
+    }
+    return [NodeRow("WorkCenter", present(props))]
+
+
 def sales_order(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
     """API_SALES_ORDER_SRV A_SalesOrder (with items nested under ``to_Item``)."""
     order = _required(entity, "SalesOrder")
@@ -367,6 +408,9 @@ def batch(entity: dict[str, Any], state: _FileState) -> list[NodeRow | RelRow]:
 # Entity type names as they appear in each record's __metadata.type, in load order: what
 # later types refer to comes first.
 ENTITY_TYPES: dict[str, Mapper] = {
+    "A_SupplierType": supplier,
+    "A_BusinessPartnerType": business_partner,
+    "A_WorkCentersType": work_center,
     "A_ProductType": product,
     "A_SalesOrderType": sales_order,
     "A_SalesOrderItemType": sales_order_item,
@@ -388,6 +432,9 @@ SIGNATURE_FIELDS: list[tuple[str, str]] = [
     ("SoldToParty", "A_SalesOrderType"),
     ("SalesOrderItem", "A_SalesOrderItemType"),
     ("ProductType", "A_ProductType"),
+    ("SupplierAccountGroup", "A_SupplierType"),
+    ("BusinessPartnerCategory", "A_BusinessPartnerType"),
+    ("WorkCenterInternalID", "A_WorkCentersType"),
     ("BatchIdentifyingPlant", "BatchType"),
 ]
 
@@ -403,7 +450,10 @@ def entity_type(entity: dict[str, Any]) -> str:
     raise ODataValueError(f"not a supported SAP entity ({declared or 'no __metadata.type'})")
 
 
-LOAD_ORDER = list(ENTITY_TYPES)
+# Master data (suppliers, work centers, products) loads first, in one place of the order;
+# the transactional entities follow in the order of ENTITY_TYPES.
+MASTERS = ("A_SupplierType", "A_BusinessPartnerType", "A_WorkCentersType", "A_ProductType")
+LOAD_ORDER = [t for t in ENTITY_TYPES if t not in MASTERS]
 
 
 def load_rank(path: Path) -> int | None:
@@ -412,7 +462,8 @@ def load_rank(path: Path) -> int | None:
         for _, entity in iter_results(path):
             if not isinstance(entity, dict):
                 return None
-            return LOAD_ORDER.index(entity_type(entity))
+            kind = entity_type(entity)
+            return 0 if kind in MASTERS else 1 + LOAD_ORDER.index(kind)
     except (ODataValueError, ijson.JSONError, OSError, UnicodeDecodeError):
         return None
     return None

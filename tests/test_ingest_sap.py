@@ -265,3 +265,30 @@ def test_a_record_that_arrives_before_its_parent_loads_when_the_parent_does(
     )
     assert rows[0]["n"] == first.parked
     assert rows[0]["origin"].startswith("confirmations.json:d.results[")
+
+
+def test_sap_master_data_names_suppliers_and_work_centers(store: Store, tmp_path: Path) -> None:
+    """A_Supplier and A_BusinessPartner (API_BUSINESS_PARTNER) and A_WorkCenters
+    (API_WORK_CENTERS) load before the orders and batches that name them by number."""
+    report = _runner(store, tmp_path).run([DATA / "sap_masters", DATA / "sap"], rules=False)
+    assert report.rejected == 0
+    order = [Path(s.path).name for s in report.sources]
+    assert max(order.index(n) for n in ("suppliers.json", "business_partners.json")) < order.index(
+        "batches.json"
+    )
+    skipped = {Path(s.path).name: s.skipped for s in report.sources}
+    assert skipped["business_partners.json"] == 1  # a customer, not a supplier
+    suppliers = store.read(
+        "MATCH (s:Supplier) WHERE s.supplier_id IN ['0000100001', '0000100002'] "
+        "RETURN s.supplier_id AS id, s.name AS name, s.country AS country ORDER BY id"
+    )
+    assert suppliers == [
+        {"id": "0000100001", "name": "Aluwerk Hannover GmbH", "country": None},
+        {"id": "0000100002", "name": "Stahlhandel Ruhr AG", "country": "DE"},
+    ]
+    center = _one(
+        store,
+        "MATCH (o:Operation)-[:AT_WORK_CENTER]->(w:WorkCenter {work_center_id: 'MILL-01'}) "
+        "RETURN w.name AS name, w.plant AS plant, count(o) > 0 AS used",
+    )
+    assert center == {"name": "Milling center 1", "plant": "1010", "used": True}
