@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
@@ -274,6 +275,13 @@ def ingest(
     pending: Annotated[
         bool, typer.Option(help="List the records waiting for an entity they name, and exit.")
     ] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="Read timestamps that carry no zone in this IANA zone (e.g. Europe/Berlin); "
+            "without it they are rejected. MTConnect and SAP times are UTC by their specs."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Load source exports into the graph, then detect deviations.
@@ -297,12 +305,14 @@ def ingest(
         _print_pending(ParkingLot(settings.home / "ingest").read(), as_json)
         return
     rules = _rules(workflows) if workflows else []
+    zone = _zone(timezone)
     if mqtt is not None:
         if paths:
             raise typer.BadParameter("give either files or --mqtt, not both")
         _ingest_mqtt(
-            ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), rules, as_json
-        )
+            ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), rules, as_json,
+            zone,
+        )  # fmt: skip
         return
     if not paths:
         raise typer.BadParameter("name files or directories to load (or --mqtt URL)")
@@ -332,6 +342,7 @@ def ingest(
             on_record=on_record,
             aliases=Aliases.load(aliases),
             mappings=[load_mapping(path) for path in mapping or ()],
+            timezone=zone,
         )
         if watch:
             if len(paths) != 1 or not paths[0].is_dir():
@@ -357,6 +368,17 @@ def ingest(
         raise typer.Exit(3)
 
 
+def _zone(name: str | None) -> tzinfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise typer.BadParameter(
+            f"--timezone {name!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)"
+        ) from None
+
+
 def _ingest_mqtt(
     ctx: typer.Context,
     settings: Settings,
@@ -366,6 +388,7 @@ def _ingest_mqtt(
     aliases: Aliases,
     rules: list[Workflow],
     as_json: bool,
+    zone: tzinfo | None,
 ) -> None:
     try:
         broker = Broker.parse(url)
@@ -373,7 +396,11 @@ def _ingest_mqtt(
         raise typer.BadParameter(str(error)) from None
     with _open(ctx, as_json) as store:
         runner = IngestRunner(
-            store, settings.home / "ingest", scope=settings.uri or "embedded", aliases=aliases
+            store,
+            settings.home / "ingest",
+            scope=settings.uri or "embedded",
+            aliases=aliases,
+            timezone=zone,
         )
 
         def committed(report: IngestReport) -> None:

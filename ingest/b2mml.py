@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from opsgraph.schema.base import parse_iso
+from opsgraph.schema.base import NaiveTimestamp, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow, local_name
 
@@ -47,6 +47,8 @@ def _time(element: ET.Element, name: str) -> datetime | None:
         return None
     try:
         return parse_iso(value)
+    except NaiveTimestamp as error:
+        raise ValueError(f"{name}: {error}") from None
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not an ISO 8601 date-time") from None
 

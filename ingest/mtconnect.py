@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from opsgraph.schema.base import parse_iso
@@ -41,7 +41,7 @@ CONDITION_LEVELS = ("Warning", "Fault")
 def _time(value: str | None) -> datetime:
     if not value:
         raise ValueError("observation without a timestamp")
-    return parse_iso(value)
+    return parse_iso(value, UTC)  # MTConnect timestamps are UTC by the standard
 
 
 def looks_like(path: Path) -> bool:

@@ -80,7 +80,7 @@ def odata_date(value: Any, name: str) -> date | datetime | None:
         # The milliseconds are UTC; an Edm.DateTimeOffset's "+0100" only names the sender's zone.
         return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
     try:
-        return parse_iso(value)
+        return parse_iso(value, UTC)  # Edm.DateTime carries no zone; SAP sends it as UTC
     except ValueError:
         raise ODataValueError(f"{name}: {value!r} is neither /Date(ms)/ nor ISO 8601") from None
 

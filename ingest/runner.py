@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from opsgraph.graph import queries
 from opsgraph.graph.store import Rows, Store
 from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
-from opsgraph.schema.base import as_utc
+from opsgraph.schema.base import NAIVE_ZONE, as_utc
 
 from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from . import rows as rows_document
@@ -397,8 +397,10 @@ class IngestRunner:
         aliases: Aliases | None = None,
         mappings: list[tables.TableMapping] | None = None,
         thresholds: deviations.Thresholds | None = None,
+        timezone: tzinfo | None = None,
     ) -> None:
         self.store = store
+        self.timezone = timezone  # how to read timestamps that carry no zone; None refuses
         self.state_dir = state_dir
         self.scope = scope
         self.batch_size = batch_size
@@ -475,7 +477,7 @@ class IngestRunner:
         must not cost one transaction per file); a file's watermark is saved only once all
         of its rows are committed.
         """
-        with self._running, _COLLECTOR.fewer():
+        with self._running, _COLLECTOR.fewer(), self._zone():
             return self._run(paths, format_name, full, dead_letter_path, rules)
 
     def run_streams(
@@ -488,6 +490,7 @@ class IngestRunner:
         with (
             self._running,
             _COLLECTOR.fewer(),
+            self._zone(),
             self._session(dead_letter_path, track=True) as (report, batch),
         ):
             current_rank: int | None = None
@@ -517,6 +520,15 @@ class IngestRunner:
         """A file as a stream, for live batches that mix files with messages."""
         fmt, rank = self.detect(path, format_name)
         return Stream(str(path), fmt.name, fmt.source_system(path), fmt.parse(path), rank)
+
+    @contextmanager
+    def _zone(self) -> Iterator[None]:
+        """Parsers read naive timestamps in the run's zone (they run lazily, within it)."""
+        token = NAIVE_ZONE.set(self.timezone)
+        try:
+            yield
+        finally:
+            NAIVE_ZONE.reset(token)
 
     @contextmanager
     def _session(

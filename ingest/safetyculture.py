@@ -22,7 +22,7 @@ from typing import Any
 
 import ijson
 
-from opsgraph.schema.base import parse_iso
+from opsgraph.schema.base import NaiveTimestamp, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, present
 
@@ -41,6 +41,8 @@ def _time(value: Any, field: str) -> datetime | None:
         return None
     try:
         return parse_iso(str(value))
+    except NaiveTimestamp as error:
+        raise _Bad(f"{field}: {error}") from None
     except ValueError:
         raise _Bad(f"{field}: {value!r} is not an ISO 8601 date-time") from None
 

@@ -20,7 +20,7 @@ from typing import Any
 from neomodel import BooleanProperty, FloatProperty, IntegerProperty
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
-from opsgraph.schema.base import UtcDateTimeProperty, parse_iso
+from opsgraph.schema.base import NaiveTimestamp, UtcDateTimeProperty, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow
 
@@ -113,6 +113,8 @@ def _convert_to(target: Any, raw: Any, column: str) -> Any:
             if str(text).lower() in FALSE:
                 return False
             raise ValueError
+    except NaiveTimestamp as error:
+        raise MappingError(f"column {column!r}: {error}") from None
     except (ValueError, TypeError):
         kind = (
             type(target)

@@ -6,7 +6,8 @@ always tell a source fact from something opsgraph inferred.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from contextvars import ContextVar
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import neo4j.time
@@ -36,16 +37,34 @@ def as_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_iso(value).astimezone(UTC)
+        return parse_iso(value, UTC).astimezone(UTC)
     native = value.to_native() if hasattr(value, "to_native") else value
     return native.astimezone(UTC) if native.tzinfo else native.replace(tzinfo=UTC)
 
 
-def parse_iso(text: str) -> datetime:
-    """ISO 8601 text (``Z`` allowed) as an aware datetime; without a zone it is taken as UTC,
-    which is what MES, worker apps and CSV exports mean by a bare timestamp."""
+# How an ingest run reads timestamps that carry no zone (``opsgraph ingest --timezone``).
+NAIVE_ZONE: ContextVar[tzinfo | None] = ContextVar("naive_zone", default=None)
+
+
+class NaiveTimestamp(ValueError):
+    """A timestamp without a time zone, and no zone given to read it in."""
+
+
+def parse_iso(text: str, naive: tzinfo | None = None) -> datetime:
+    """ISO 8601 text (``Z`` allowed) as an aware datetime. A timestamp without a zone is read
+    in ``naive`` (formats whose spec fixes it: MTConnect is UTC) or in the zone the ingest run
+    was given; with neither it is refused, not guessed: a plant's MES often writes local time,
+    and an hour's error breaks every "before" question root-cause analysis asks."""
     parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo:
+        return parsed
+    zone = naive or NAIVE_ZONE.get()
+    if zone is None:
+        raise NaiveTimestamp(
+            f"{text.strip()!r} has no time zone: add one (Z, +01:00) or say how to read it "
+            "(opsgraph ingest --timezone Europe/Berlin)"
+        )
+    return parsed.replace(tzinfo=zone)
 
 
 class UtcDateTimeProperty(DateTimeNeo4jFormatProperty):

@@ -5,7 +5,9 @@ bad record is in the dead-letter file with its reason."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -314,3 +316,27 @@ def test_safetyculture_items_that_arrive_before_their_inspection_all_load(
         "WHERE m.machine_id = 'M-900' RETURN count(d) AS n"
     )
     assert failed == [{"n": 1}]
+
+
+def test_timestamps_without_a_zone_are_refused_unless_the_run_says_how_to_read_them(
+    store: Store, tmp_path: Path
+) -> None:
+    local = tmp_path / "checks.csv"
+    local.write_text(
+        "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+        "QC-TZ-1,bore,42.0,mm,41.99,42.01,2026-11-02T09:30:00\n"
+        "QC-TZ-2,bore,42.0,mm,41.99,42.01,2026-11-02T09:30:00Z\n"
+    )
+    report = IngestRunner(store, tmp_path / "state").run([local], rules=False)
+    assert report.rejected == 1
+    assert report.rejections[0]["position"] == "line 2"
+    assert "'2026-11-02T09:30:00' has no time zone" in report.rejections[0]["reason"]
+    assert "--timezone" in report.rejections[0]["reason"]
+    berlin = IngestRunner(store, tmp_path / "state", timezone=ZoneInfo("Europe/Berlin"))
+    assert berlin.run([local], full=True, rules=False).rejected == 0
+    checked = store.read(
+        "MATCH (q:QualityCheck) WHERE q.check_id IN ['QC-TZ-1', 'QC-TZ-2'] "
+        "RETURN q.check_id AS id, q.checked_at AS at ORDER BY id"
+    )
+    hours = [r["at"].to_native().astimezone(UTC).hour for r in checked]
+    assert hours == [8, 9]  # 09:30 in Berlin (CET) is 08:30 UTC; the zoned one is as given
