@@ -244,7 +244,9 @@ class _Count:
         rest = (other & self.reference) - self.exposed
         if not shared or not rest:
             return False
-        return _higher(shared, rest, self.bad, self.base) >= CREDIBLY
+        # both shrunk to their pooled rate: a handful of other runs is not "credibly better"
+        pooled = (len((shared | rest) & self.bad) + 0.5) / (len(shared | rest) + 1)
+        return _higher(shared, rest, self.bad, pooled) >= CREDIBLY
 
     def falls_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
         """Whether the work ``other`` did not touch (while ``other``'s ran) deviated
@@ -1014,6 +1016,15 @@ class RootCauseAnalyzer:
                 kept = not through and a.best.worse_within(b.touched)
                 if alone_b and not alone_a and falls_a and not kept:
                     a.explained_by = b
+                elif (
+                    through
+                    and a.factor.cause_type == "upstream_operation"
+                    and not alone_a
+                    and not a.best.worse_within(b.touched)
+                ):
+                    # work fed from upstream that deviates only where it ran on this machine,
+                    # and no more than the machine's other work: the machine's doing
+                    a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
         # Jointly: a machine that several problems ran on (a bad lot, an operator new to it)
@@ -1338,6 +1349,8 @@ def baseline_rankings(
     case = analyzer._case(deviation_id)
     window, bad, around, targets = case.comparison, case.bad, case.around, case.targets
     candidates, exposed = case.candidates, case.exposed
+    # what the work touched itself: not its order's history, nor the setup it ran in
+    touched = [c for c in candidates if c.cls[0] not in (CARRIED, "setup", "upstream")]
     per_key: dict[tuple[str, str], set[str]] = defaultdict(set)
     for name, op in window.items():
         for factor in op.factors:
@@ -1355,6 +1368,6 @@ def baseline_rankings(
             ids = (ids & near) | set(targets)
             return (len(ids & bad) + 1) / (len(ids) + 2)
 
-        ranked = sorted(candidates, key=lambda c: (-rate(c), c.factor.label, c.factor.key))
+        ranked = sorted(touched, key=lambda c: (-rate(c), c.factor.label, c.factor.key))
         rankings[name] = [(c.factor.label, c.factor.key) for c in ranked]
     return rankings
