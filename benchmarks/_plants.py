@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +27,10 @@ class DemoPlants:
     ) -> tuple[Store, dict[str, Any]]:
         """A store with the plant loaded, and its ground truth (a kept plant is reused)."""
         name = self.database(seed, scale, weeks, variants)
-        settings = Settings(home=self.home, database=name)
-        server = EmbeddedServer(settings)
-        server.start()
-        self.servers.append(server)
-        out = self.home / name
-        store = Store.open(settings)
-        if (out / "loaded").exists():
-            return store, json.loads((out / "ground_truth.json").read_text())
-        truth = generate(out, seed=seed, scale=scale, weeks=weeks, variants=variants)
-        apply_schema(store)
-        report = IngestRunner(store, out / "state", aliases=Aliases.load(out / "aliases.toml")).run(
-            [out / "erp", out / "mes", out / "worker"]
+        store = self._plant(
+            name, lambda out: generate(out, seed=seed, scale=scale, weeks=weeks, variants=variants)
         )
-        assert report.rejected == 0, report.dead_letters
-        (out / "loaded").write_text("")
-        return store, json.loads(json.dumps(truth))
+        return store, json.loads((self.home / name / "ground_truth.json").read_text())
 
     def load_foreign(self, seed: int, weeks: int = 6) -> tuple[Store, dict[str, Any]]:
         """A plant from ``foreign_plant.py`` (a generator written apart from opsgraph's, with
@@ -50,6 +38,16 @@ class DemoPlants:
         from foreign_plant import generate as generate_foreign
 
         name = f"foreign_seed{seed}_w{weeks}"
+        store = self._plant(name, lambda out: generate_foreign(out, seed=seed, weeks=weeks))
+        truth = json.loads((self.home / name / "ground_truth.json").read_text())
+        for cause in truth["causes"]:  # a bad fixture is the same fault at every remount
+            later = cause.get("parameters", {}).get("later_setups", [])
+            cause["also"] = [[cause["label"], key] for key in later]
+        return store, truth
+
+    def _plant(self, name: str, write: Callable[[Path], object]) -> Store:
+        """The store of one plant's database, written and loaded the first time it is asked
+        for (the generator writes erp/, mes/, worker/, ground_truth.json, maybe aliases)."""
         settings = Settings(home=self.home, database=name)
         server = EmbeddedServer(settings)
         server.start()
@@ -57,18 +55,16 @@ class DemoPlants:
         out = self.home / name
         store = Store.open(settings)
         if not (out / "loaded").exists():
-            generate_foreign(out, seed=seed, weeks=weeks)
+            write(out)
             apply_schema(store)
-            report = IngestRunner(store, out / "state").run(
-                [out / "erp", out / "mes", out / "worker"]
+            aliases = out / "aliases.toml"
+            runner = IngestRunner(
+                store, out / "state", aliases=Aliases.load(aliases if aliases.exists() else None)
             )
+            report = runner.run([out / "erp", out / "mes", out / "worker"])
             assert report.rejected == 0, report.dead_letters
             (out / "loaded").write_text("")
-        truth = json.loads((out / "ground_truth.json").read_text())
-        for cause in truth["causes"]:  # a bad fixture is the same fault at every remount
-            later = cause.get("parameters", {}).get("later_setups", [])
-            cause["also"] = [[cause["label"], key] for key in later]
-        return store, truth
+        return store
 
     @staticmethod
     def database(seed: int, scale: float, weeks: int = 6, variants: Iterable[str] = ()) -> str:
