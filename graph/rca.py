@@ -316,6 +316,12 @@ class _Candidate:
     score: float = -1.0
     explained_by: _Candidate | None = None
 
+    @property
+    def indirect(self) -> bool:
+        """Linked to the work through something else: a supplier (through its lot), the
+        work's history (an earlier step's machine, a lot carried in the workpiece)."""
+        return self.factor.cause_type in INDIRECT or self.cls[0] == CARRIED
+
     def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
         """Whether any way of counting the candidate stays elevated without ``other``'s work
         (a supplier seen at one step through one lot may be seen at others through more)."""
@@ -1012,18 +1018,19 @@ class RootCauseAnalyzer:
                 alone_a = a.stands_without(b.touched, during_b)
                 alone_b = b.stands_without(a.touched, during(a.touched))
                 falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
-                through = a.factor.cause_type in INDIRECT and b.factor.cause_type not in INDIRECT
+                through = a.indirect and not b.indirect
                 kept = not through and a.best.worse_within(b.touched)
                 if alone_b and not alone_a and falls_a and not kept:
                     a.explained_by = b
                 elif (
                     through
-                    and a.factor.cause_type == "upstream_operation"
+                    and a.factor.cause_type != "supplier"  # a supplier is its lots' matter
                     and not alone_a
                     and not a.best.worse_within(b.touched)
                 ):
-                    # work fed from upstream that deviates only where it ran on this machine,
-                    # and no more than the machine's other work: the machine's doing
+                    # the work's history (an earlier step's machine, a lot carried in) that
+                    # deviates only where it ran here, no more than this candidate's other
+                    # work: this candidate's doing
                     a.explained_by = b
                 elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
@@ -1190,7 +1197,7 @@ def _sharper(a: _Candidate, b: _Candidate) -> bool:
         return False
     inside, around = _nested(a, b), _nested(b, a)
     if inside and around:
-        return b.factor.cause_type in INDIRECT and a.factor.cause_type not in INDIRECT
+        return b.indirect and not a.indirect
     # smaller, and worse than the rest of ``b``'s work: a lot no worse than its supplier's
     # other batches is the supplier's problem
     return inside and len(a.touched) < len(b.touched) and a.best.worse_within(b.touched)
