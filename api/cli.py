@@ -505,8 +505,20 @@ def _print_ingest(report: IngestReport) -> None:
             f"{report.parked} records parked until what they name arrives, {report.unparked} "
             f"parked earlier loaded now; {report.waiting} waiting (opsgraph ingest --pending)"
         )
+    for rejection in report.rejections[:5]:
+        err_console.print(
+            f"rejected {Path(rejection['source']).name} {rejection['position']}: "
+            f"{rejection['reason']}",
+            soft_wrap=True,
+            markup=False,
+        )
+    if len(report.rejections) > 5:
+        err_console.print(f"… and {len(report.rejections) - 5} more")
     if report.dead_letters:
-        err_console.print(f"[yellow]rejected records are in {report.dead_letters}[/]")
+        err_console.print(
+            f"[yellow]rejected records are in {report.dead_letters}; files with rejected "
+            "records are read again by the next run[/]"
+        )
 
 
 def _print_pending(entries: list[Parked], as_json: bool) -> None:

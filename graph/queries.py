@@ -591,6 +591,12 @@ MATCH (d:Deviation) WHERE d.deviation_type IS NOT NULL
 RETURN DISTINCT d.deviation_type AS type
 """
 
+RCA_LINES = """
+MATCH (l:Line)
+RETURN l.line_id AS id
+ORDER BY id
+"""
+
 RCA_COMMON_SELECTION = """
 MATCH (d:Deviation)
 WHERE ($type IS NULL OR d.deviation_type = $type)

@@ -1141,6 +1141,12 @@ class RootCauseAnalyzer:
                 until=_iso(until),
             )
         ]
+        if line is not None:
+            lines = [r["id"] for r in self.store.read(queries.RCA_LINES)]
+            if line not in lines:
+                raise RcaError(
+                    f"no line {line!r}; the graph has: " + (", ".join(lines) or "no lines")
+                )
         if deviation_type is not None:
             known = sorted(r["type"] for r in self.store.read(queries.RCA_DEVIATION_TYPES))
             if deviation_type not in known:

@@ -248,6 +248,12 @@ class SourceReport:
     parked: int = 0  # waiting for an entity they name (ingest/parking.py)
     seconds: float = 0.0
     unchanged_since_last_run: bool = False
+    broken: bool = False  # the file itself was rejected (one of ``rejected``, no record)
+
+    def settle(self) -> None:
+        """Count what loaded: the records that were neither skipped, rejected nor parked."""
+        rejected = self.rejected - self.broken
+        self.loaded = self.records - self.skipped - rejected - self.parked
 
     def as_dict(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
@@ -433,8 +439,10 @@ class IngestRunner:
         marks = self._watermarks()
         now = datetime.now(UTC).isoformat()
         for path, digest, report in files:
-            if path is None:
-                continue  # parked records: they have no file to skip next time
+            if path is None or report.rejected:
+                # parked records have no file to skip; a file with rejected records is read
+                # again next run (after a fix, a new --timezone), not skipped as done
+                continue
             marks[f"{self.scope}|{path.resolve()}"] = {
                 "sha256": digest,
                 "records": report.records,
@@ -511,7 +519,7 @@ class IngestRunner:
                 )
             self._flush(batch, report)
             for source in sources:
-                source.loaded = source.records - source.skipped - source.rejected - source.parked
+                source.settle()
             if rules and batch.touched:
                 report.sources.append(self._detect_deviations(batch, report, batch.touched))
         return report
@@ -708,6 +716,7 @@ class IngestRunner:
         for item in items:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"
+                source.broken |= item.position == "file"
                 source.rejected += 1
                 batch.reject(source.path, source.format, item.position, item.reason, item.raw)
             elif isinstance(item, SkippedRecord):
@@ -739,7 +748,7 @@ class IngestRunner:
         if batch.records:
             self._write(batch, report)
         for _, _, source in batch.files:
-            source.loaded = source.records - source.skipped - source.rejected - source.parked
+            source.settle()
         self._save_watermarks(batch.files)
         elapsed = time.perf_counter() - started
         for source, count in Counter(source for source, _ in batch.records).items():

@@ -163,3 +163,26 @@ def test_ingest_parks_what_names_an_unloaded_entity_and_lists_it(
         assert "confirmations.json d.results[0]" in table.stdout and "9999999/0010" in table.stdout
     finally:
         (settings.home / "ingest" / "parked.jsonl").unlink(missing_ok=True)
+
+
+def test_a_file_with_rejected_records_is_read_again_and_says_why_on_the_terminal(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    checks = tmp_path / "checks.csv"
+    checks.write_text(
+        "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+        "QC-CLI-1,bore,42.0,mm,41.99,42.01,2026-11-02T09:30:00\n"
+    )
+    first = runner.invoke(app, [*_args(settings), "ingest", str(checks), "--no-rules"])
+    assert first.exit_code == 3
+    assert "rejected checks.csv line 2: column 'checked_at': '2026-11-02T09:30:00' has no " in (
+        first.stderr
+    )
+    again = _run_json(settings, "ingest", str(checks), "--no-rules", "--timezone", "Europe/Berlin")
+    (source,) = again["sources"]
+    assert not source["unchanged_since_last_run"] and (source["loaded"], again["rejected"]) == (
+        1,
+        0,
+    )
+    third = _run_json(settings, "ingest", str(checks), "--no-rules")
+    assert third["sources"][0]["unchanged_since_last_run"]  # clean now: skipped as done

@@ -192,6 +192,9 @@ def test_bad_input_goes_to_dead_letters_while_valid_records_load(
         'not_odata.json: JSON, but not an export opsgraph reads: no OData v2 envelope {"d": '
         '{"results": [...]}} in this file'
     )
+    counts = {Path(x.path).name: (x.records, x.loaded, x.rejected) for x in report.sources}
+    assert counts["not_odata.json"] == (0, 0, 1)  # the file is rejected, no record is
+    assert all(loaded >= 0 for _, loaded, _ in counts.values())
     # a confirmation of an order not loaded yet is not bad: it waits for the order
     assert report.parked == report.waiting == 1
     (waiting,) = ParkingLot(tmp_path / "state").read()
