@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -654,13 +655,22 @@ def _print_rca(result: RcaResult) -> None:
         console.print("  [yellow]no clear cause[/]; nearest candidates:")
     for rank, cause in enumerate(result.presented, start=1):
         console.print(
-            f"  {rank}. [bold]{cause.label} {cause.key}[/] {cause.cause_type} "
-            f"confidence {cause.confidence:.0%}: {cause.explanation}"
+            f"  {rank}. [bold]{cause.label} {cause.key}[/] "
+            f"({cause.cause_type.replace('_', ' ')}, confidence {cause.confidence:.0%})"
         )
+        console.print(_indented(cause.explanation), soft_wrap=True, markup=False)
         for path in cause.evidence[:1]:
-            console.print(f"     evidence: {_path_text(path)}", style="dim")
+            text = _indented(f"evidence: {_path_text(path)}")
+            console.print(text, soft_wrap=True, markup=False, style="dim")
     for note in result.notes:
-        err_console.print(f"  [yellow]note:[/] {note}")
+        if not note.startswith("no clear cause"):  # said above
+            err_console.print(f"  [yellow]note:[/] {note}")
+
+
+def _indented(text: str) -> str:
+    """A paragraph under a numbered line, wrapped to the terminal with its indent kept."""
+    width = max(40, console.width - 1)
+    return textwrap.fill(text, width, initial_indent=" " * 5, subsequent_indent=" " * 5)
 
 
 def _print_common(found: dict[str, Any]) -> None:
