@@ -54,11 +54,11 @@ def looks_like(path: Path) -> bool:
 
 
 class Device:
-    """Open intervals and alarms of one device while its stream is read."""
+    """The state and open alarms of one device while its stream is read."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.open_state: tuple[str, datetime, str, str] | None = None  # id, start, state, reason
+        self.state: tuple[str, str] | None = None  # the state it is in, and its reason
         self.open_alarms: dict[str, list[tuple[str, datetime]]] = {}
 
 
@@ -159,14 +159,12 @@ def start_state(
 ) -> Iterator[Item]:
     """A machine enters a state; it ends where the machine's next state begins, which the
     runner works out from everything stored (the next one may come from another file)."""
-    if device.open_state is not None:
-        _, _, previous_state, previous_reason = device.open_state
-        if previous_state == state and previous_reason == reason:
-            yield SkippedRecord(position, "state unchanged")
-            return
+    if device.state == (state, reason):
+        yield SkippedRecord(position, "state unchanged")
+        return
     state_id = f"{device.name}/{moment.isoformat()}"
     rows = state_rows(device, state_id, {"state": state, "reason_code": reason, "start": moment})
-    device.open_state = (state_id, moment, state, reason)
+    device.state = (state, reason)
     yield Record(position, rows, reason)
 
 

@@ -795,7 +795,6 @@ class IngestRunner:
         for index, reasons in sorted(failed.items()):
             source, record = batch.records[index]
             source.rejected += 1
-            self._lot.pop(id(self._retrying.get(id(record))), None)
             batch.reject(
                 source.path.removesuffix(PARKED),
                 source.format,
@@ -818,8 +817,8 @@ class IngestRunner:
             entry = self._retrying.get(id(record))
             reasons = waiting.get(index)
             if reasons is None:
-                if entry is not None and index not in failed:
-                    report.unparked += 1
+                if entry is not None:
+                    report.unparked += index not in failed  # else: a dead letter now
                     del self._lot[id(entry)]
                 continue
             source.parked += 1
