@@ -1130,7 +1130,14 @@ class RootCauseAnalyzer:
         limit: int = 10,
     ) -> dict[str, Any]:
         """Causes shared by a set of deviations ("9 of 11 scrap deviations on line 2 used lots
-        of supplier S-104"), from each deviation's own ranked causes."""
+        of supplier S-104"), from each deviation's own ranked causes. The type and line are
+        matched whatever their case, and refused with the graph's own when unknown."""
+        if line is not None:
+            lines = [r["id"] for r in self.store.read(queries.RCA_LINES)]
+            line = _known(line, lines, "line", "no lines")
+        if deviation_type is not None:
+            known = sorted(r["type"] for r in self.store.read(queries.RCA_DEVIATION_TYPES))
+            deviation_type = _known(deviation_type, known, "deviations of type", "no deviations")
         ids = [
             r["id"]
             for r in self.store.read(
@@ -1141,19 +1148,6 @@ class RootCauseAnalyzer:
                 until=_iso(until),
             )
         ]
-        if line is not None:
-            lines = [r["id"] for r in self.store.read(queries.RCA_LINES)]
-            if line not in lines:
-                raise RcaError(
-                    f"no line {line!r}; the graph has: " + (", ".join(lines) or "no lines")
-                )
-        if deviation_type is not None:
-            known = sorted(r["type"] for r in self.store.read(queries.RCA_DEVIATION_TYPES))
-            if deviation_type not in known:
-                raise RcaError(
-                    f"no deviations of type {deviation_type!r}; the graph has: "
-                    + (", ".join(known) or "no deviations")
-                )
         counts: Counter[str] = Counter()
         first: dict[str, Cause] = {}
         examples: dict[str, list[str]] = defaultdict(list)
@@ -1185,6 +1179,14 @@ class RootCauseAnalyzer:
             for pattern, n in counts.most_common(limit)
         ]
         return {"selected": len(ids), "analysed": analysed, "shared_causes": shared}
+
+
+def _known(value: str, known: list[str], what: str, none: str) -> str:
+    """``value`` as the graph spells it, or an RcaError listing what the graph has."""
+    found = {k.lower(): k for k in known}.get(value.lower())
+    if found is None:
+        raise RcaError(f"no {what} {value!r}; the graph has: " + (", ".join(known) or none))
+    return found
 
 
 def _nested(a: _Candidate, b: _Candidate) -> bool:

@@ -410,6 +410,7 @@ def test_common_causes_group_a_pattern_and_reject_an_unknown_type(store: Store) 
     assert len(top["keys"]) == min(10, len(changeovers))
     with pytest.raises(RcaError, match="no deviations of type 'scarp'; the graph has: scrap"):
         RootCauseAnalyzer(store).common_causes(deviation_type="scarp")
+    assert RootCauseAnalyzer(store).common_causes(deviation_type="SCRAP") == found
     BulkWriter(store).upsert_nodes("Line", [{"line_id": "L1"}])
     with pytest.raises(RcaError, match="no line 'L9'; the graph has: L1"):
         RootCauseAnalyzer(store).common_causes(deviation_type="scrap", line="L9")
