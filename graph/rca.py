@@ -237,12 +237,11 @@ class _Count:
             return False
         return not self.falls_without(other, during)
 
-    def worse_within(self, other: frozenset[str], during: frozenset[str]) -> bool:
+    def worse_within(self, other: frozenset[str]) -> bool:
         """Whether the work shared with ``other`` deviated credibly more often than the rest
-        of ``other``'s work while it ran (within the same reference): a setup is no worse than
-        a machine that drifted through those very days."""
+        of ``other``'s work (within the same reference)."""
         shared = self.exposed & other
-        rest = (other & self.reference & during) - self.exposed
+        rest = (other & self.reference) - self.exposed
         if not shared or not rest:
             return False
         # both shrunk to their pooled rate: a handful of other runs is not "credibly better"
@@ -1020,21 +1019,20 @@ class RootCauseAnalyzer:
                 alone_b = b.stands_without(a.touched, during(a.touched))
                 falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
                 through = a.indirect and not b.indirect
-                during_a = during(a.best.exposed)  # the days that make A a candidate
-                kept = not through and a.best.worse_within(b.touched, during_a)
+                kept = not through and a.best.worse_within(b.touched)
                 if alone_b and not alone_a and falls_a and not kept:
                     a.explained_by = b
                 elif (
                     through
                     and a.factor.cause_type != "supplier"  # a supplier is its lots' matter
                     and not alone_a
-                    and not a.best.worse_within(b.touched, during_a)
+                    and not a.best.worse_within(b.touched)
                 ):
                     # the work's history (an earlier step's machine, a lot carried in) that
                     # deviates only where it ran here, no more than this candidate's other
                     # work: this candidate's doing
                     a.explained_by = b
-                elif not alone_a and not alone_b and _sharper(a, b, during_a):
+                elif not alone_a and not alone_b and _sharper(a, b):
                     b.explained_by = a
         # Jointly: a machine that several problems ran on (a bad lot, an operator new to it)
         # stands without each of them, but not without all of them together.
@@ -1196,7 +1194,7 @@ def _nested(a: _Candidate, b: _Candidate) -> bool:
     return len(a.touched & b.touched) >= NESTED * len(a.touched)
 
 
-def _sharper(a: _Candidate, b: _Candidate, during: frozenset[str]) -> bool:
+def _sharper(a: _Candidate, b: _Candidate) -> bool:
     """Of two candidates neither of which is elevated without the other, whether ``a`` is the
     better explanation: nested in ``b``, smaller and worse than the rest of it (a lot within
     its supplier, a changeover within its machine's work), or touching the same work by a
@@ -1210,9 +1208,7 @@ def _sharper(a: _Candidate, b: _Candidate, during: frozenset[str]) -> bool:
         return b.indirect and not a.indirect
     # smaller, and worse than the rest of ``b``'s work: a lot no worse than its supplier's
     # other batches is the supplier's problem
-    if not inside or len(a.touched) >= len(b.touched):
-        return False
-    return a.best.worse_within(b.touched, during)
+    return inside and len(a.touched) < len(b.touched) and a.best.worse_within(b.touched)
 
 
 def _level(deviation: dict[str, Any]) -> str:
