@@ -4,7 +4,9 @@ for a bad record; the runner owns batching, provenance and dead letters."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -61,3 +63,27 @@ def present(props: dict[str, Any]) -> dict[str, Any]:
 def local_name(tag: str) -> str:
     """An XML tag without its namespace, so any B2MML or MTConnect version reads alike."""
     return tag.rsplit("}", 1)[-1]
+
+
+def malformed_json(path: Path, lines: bool = False) -> str | None:
+    """Where a JSON (or, ``lines``, JSON-lines) file is broken, in words a person can act on
+    ("malformed JSON at line 4, column 44 (byte 214): Unterminated string"), or None if it
+    parses; streaming parsers only know that it broke."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        return f"not UTF-8 text (byte {error.start})"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    for number, chunk in enumerate(text.splitlines() if lines else [text], start=1):
+        try:
+            if chunk.strip():
+                json.loads(chunk)
+        except json.JSONDecodeError as error:
+            where = f"line {error.lineno}, column {error.colno} (byte {error.pos})"
+            if lines:
+                where = f"line {number}, column {error.colno}"
+            cut = " (the file ends there: cut short?)" if error.pos >= len(chunk.rstrip()) else ""
+            message = error.msg.removesuffix(" at")  # json says "... at" before a position
+            return f"malformed JSON at {where}: {message}{cut}"
+    return None

@@ -22,7 +22,7 @@ import ijson
 from opsgraph.schema import SchemaError, node_spec, rel_spec
 from opsgraph.schema.base import UtcDateTimeProperty, parse_iso
 
-from .records import BadRecord, Item, NodeRow, Record, RelRow
+from .records import BadRecord, Item, NodeRow, Record, RelRow, malformed_json
 
 
 def looks_like(path: Path) -> bool:
@@ -61,7 +61,7 @@ def parse(path: Path) -> Iterator[Item]:
     try:
         document = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        yield BadRecord("file", f"malformed JSON: {error}")
+        yield BadRecord("file", malformed_json(Path(path)) or f"malformed JSON: {error}")
         return
     for label, rows in (document.get("nodes") or {}).items():
         try:

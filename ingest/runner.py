@@ -31,7 +31,16 @@ from . import b2mml, deviations, mtconnect, safetyculture, sap, tables
 from . import rows as rows_document
 from .odata import ODataValueError
 from .parking import Parked, ParkingLot
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, local_name
+from .records import (
+    BadRecord,
+    Item,
+    NodeRow,
+    Record,
+    RelRow,
+    SkippedRecord,
+    local_name,
+    malformed_json,
+)
 
 
 @dataclass(frozen=True)
@@ -178,20 +187,9 @@ def unrecognised(path: Path) -> str:
     if not head:
         return "the file is empty"
     if head[:1] in (b"{", b"["):
-        lines = path.suffix.lower() in (".jsonl", ".ndjson")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as error:
-            return f"not UTF-8 text (byte {error.start})"
-        for number, chunk in enumerate(text.splitlines() if lines else [text], start=1):
-            try:
-                if chunk.strip():
-                    json.loads(chunk)
-            except json.JSONDecodeError as error:
-                where = f"line {error.lineno}, column {error.colno} (byte {error.pos})"
-                if lines:
-                    where = f"line {number}, column {error.colno}"
-                return f"malformed JSON at {where}: {error.msg}"
+        broken = malformed_json(path, lines=path.suffix.lower() in (".jsonl", ".ndjson"))
+        if broken:
+            return broken
         try:
             next(sap.iter_results(path), None)
         except ODataValueError as error:

@@ -24,7 +24,16 @@ import ijson
 
 from opsgraph.schema.base import NaiveTimestamp, parse_iso
 
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, present
+from .records import (
+    BadRecord,
+    Item,
+    NodeRow,
+    Record,
+    RelRow,
+    SkippedRecord,
+    malformed_json,
+    present,
+)
 
 SOURCE_SYSTEM = "SafetyCulture"
 
@@ -318,5 +327,5 @@ def parse(path: Path) -> Iterator[Item]:
                     yield SkippedRecord(position, mapped)
                 else:
                     yield Record(position, mapped, row)
-    except ijson.JSONError as error:
-        yield BadRecord("file", f"malformed JSON: {error}")
+    except ijson.JSONError as error:  # the records before it are loaded; say where it broke
+        yield BadRecord("file", malformed_json(path) or f"malformed JSON: {error}")

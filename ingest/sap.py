@@ -25,7 +25,16 @@ from typing import Any
 import ijson
 
 from .odata import ODataValueError, iter_results, moment, number, text
-from .records import BadRecord, Item, NodeRow, Record, RelRow, SkippedRecord, present
+from .records import (
+    BadRecord,
+    Item,
+    NodeRow,
+    Record,
+    RelRow,
+    SkippedRecord,
+    malformed_json,
+    present,
+)
 
 SOURCE_SYSTEM = "SAP S/4HANA"
 
@@ -486,7 +495,7 @@ def parse(path: Path) -> Iterator[Item]:
                 yield SkippedRecord(position, mapped)
             else:
                 yield Record(position, mapped, entity)
-    except ijson.JSONError as error:
-        yield BadRecord("file", f"malformed JSON: {error}")
+    except ijson.JSONError as error:  # the records before it are loaded; say where it broke
+        yield BadRecord("file", malformed_json(path) or f"malformed JSON: {error}")
     except ODataValueError as error:
         yield BadRecord("file", str(error))
