@@ -32,7 +32,7 @@ from pathlib import Path
 
 from _plants import DemoPlants
 
-from opsgraph.graph.rca import RcaError, RootCauseAnalyzer, baseline_rankings
+from opsgraph.graph.rca import CLEAR, RcaError, RcaResult, RootCauseAnalyzer, baseline_rankings
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import VARIANTS
 
@@ -54,16 +54,17 @@ HELD_OUT = (
 @dataclass
 class Tally:
     hits: dict[str, list[tuple[int, int, float]]] = field(default_factory=lambda: defaultdict(list))
-    abstained_caused: list[int] = field(default_factory=list)
-    abstained_noise: list[int] = field(default_factory=list)
+    # the first cause's confidence on each answer (-1: no cause), with and without a true cause
+    first_caused: list[float] = field(default_factory=list)
+    first_noise: list[float] = field(default_factory=list)
     calibration: list[tuple[float, int]] = field(default_factory=list)
     plants: int = 0
 
     def add(self, other: Tally) -> None:
         for method, rows in other.hits.items():
             self.hits[method] += rows
-        self.abstained_caused += other.abstained_caused
-        self.abstained_noise += other.abstained_noise
+        self.first_caused += other.first_caused
+        self.first_noise += other.first_noise
         self.calibration += other.calibration
         self.plants += other.plants
 
@@ -91,22 +92,41 @@ def _evaluate(store: Store, truth: dict) -> Tally:
         except RcaError:  # nothing to trace it through: a miss for every method
             for method in METHODS:
                 tally.hits[method].append((0, 0, 0.0))
-            tally.abstained_caused.append(1)
+            tally.first_caused.append(-1.0)
             continue
         ours = [(c.label, c.key) for c in result.ranking]
         rankings = {"opsgraph": ours, **baseline_rankings(analyzer, deviation)}
         for method in METHODS:
             tally.hits[method].append(score(rankings[method], expected))
-        tally.abstained_caused.append(int(not result.clear))
+        tally.first_caused.append(_first(result))
         if result.causes:
             tally.calibration.append((result.causes[0].confidence, int(ours[0] in expected)))
     for deviation in truth["unexplained"]:
         try:
-            tally.abstained_noise.append(int(not analyzer.analyze(deviation).clear))
+            tally.first_noise.append(_first(analyzer.analyze(deviation)))
         except RcaError:  # nothing to trace it through: no cause given
-            tally.abstained_noise.append(1)
+            tally.first_noise.append(-1.0)
     store.close()
     return tally
+
+
+def _first(result: RcaResult) -> float:
+    return result.causes[0].confidence if result.causes else -1.0
+
+
+def _abstained(firsts: list[float], clear: float) -> float:
+    """The share answered "no clear cause" were the threshold ``clear``."""
+    return statistics.mean(p < clear for p in firsts) if firsts else float("nan")
+
+
+def thresholds(tally: Tally) -> None:
+    """How the "no clear cause" answers would move with the confidence threshold."""
+    cells = [
+        f"{clear:.1f}: {_abstained(tally.first_caused, clear):5.1%} / "
+        f"{_abstained(tally.first_noise, clear):5.1%}"
+        for clear in (0.3, 0.4, 0.5, 0.6)
+    ]
+    print("  no clear cause (caused / unexplained) at CLEAR " + ",  ".join(cells))
 
 
 def line(name: str, tally: Tally) -> str:
@@ -117,9 +137,8 @@ def line(name: str, tally: Tally) -> str:
         top3 = statistics.mean(r[1] for r in rows) if rows else float("nan")
         cells.append(f"{top1:6.3f} {top3:6.3f}")
     mrr = statistics.mean(r[2] for r in tally.hits["opsgraph"]) if tally.hits else float("nan")
-    caused = statistics.mean(tally.abstained_caused) if tally.abstained_caused else 0.0
-    noise = statistics.mean(tally.abstained_noise) if tally.abstained_noise else float("nan")
-    cells.append(f"{mrr:6.3f}   {caused:5.1%} {noise:6.1%} of {len(tally.abstained_noise)}")
+    caused, noise = _abstained(tally.first_caused, CLEAR), _abstained(tally.first_noise, CLEAR)
+    cells.append(f"{mrr:6.3f}   {caused:5.1%} {noise:6.1%} of {len(tally.first_noise)}")
     return "  ".join(cells)
 
 
@@ -190,6 +209,7 @@ def main() -> int:
                 print(line(f"foreign seed {seed}", tally), flush=True)
                 foreign.add(tally)
             print(line(f"foreign, {title}", foreign))
+            thresholds(foreign)
             everything.add(foreign)
         for title, seeds in groups:
             scope = f"scale 1; scale 2 for seed {seeds[0]}"
@@ -209,6 +229,7 @@ def main() -> int:
                 print(line(name, tally), flush=True)
                 total.add(tally)
             print(line("all variants", total))
+            thresholds(total)
             everything.add(total)
     finally:
         plants.close()

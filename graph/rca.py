@@ -74,7 +74,7 @@ INSPECTION_REACH = timedelta(hours=12)  # a failed checklist speaks for the next
 PRIOR = 2.0  # pseudo-operations at the reference rate in each candidate's posterior
 QUANTILE = 0.1  # the lower credible bound a candidate is ranked by
 LOCAL_DAYS = 3.0
-CLEAR = 0.5  # confidence below which the answer is "no clear cause"
+CLEAR = 0.4  # confidence below which the answer is "no clear cause" (docs/benchmarks.md)
 DRAWS = 4000
 INDIRECT = {"supplier", "upstream_operation"}  # linked to the work through something else
 CREDIBLY = 0.95  # posterior probability for "deviates credibly less"
