@@ -174,7 +174,7 @@ def main() -> int:
         "--foreign-seeds",
         type=int,
         nargs="*",
-        default=[1, 2, 3],
+        default=[1, 2, 3, 7],
         help="plants of benchmarks/foreign_plant.py (another generator, other mechanisms) "
         "whose failures were looked at",
     )
@@ -182,7 +182,7 @@ def main() -> int:
         "--foreign-held-out-seeds",
         type=int,
         nargs="*",
-        default=[4, 5, 6],
+        default=[4, 5, 6, 8, 9],
         help="foreign plants never looked at while the method was changed",
     )
     parser.add_argument("--only-foreign", action="store_true")
