@@ -20,7 +20,7 @@ from typing import Any
 import ijson
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
-from opsgraph.schema.base import UtcDateTimeProperty, parse_iso
+from opsgraph.schema.base import NaiveTimestamp, UtcDateTimeProperty, parse_iso
 
 from .records import BadRecord, Item, NodeRow, Record, RelRow, malformed_json
 
@@ -51,6 +51,8 @@ def _typed(properties: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, A
         if isinstance(properties.get(name), UtcDateTimeProperty) and isinstance(value, str):
             try:
                 value = parse_iso(value)
+            except NaiveTimestamp as error:
+                raise NaiveTimestamp(f"{name}: {error}") from None  # the record is rejected
             except ValueError:
                 pass  # left as text: the writer rejects it with the property named
         typed[name] = value
@@ -74,7 +76,10 @@ def parse(path: Path) -> Iterator[Item]:
             if not isinstance(row, Mapping):
                 yield BadRecord(position, "expected an object of properties", row)
                 continue
-            yield Record(position, [NodeRow(spec.label, _typed(spec.properties, row))], row)
+            try:
+                yield Record(position, [NodeRow(spec.label, _typed(spec.properties, row))], row)
+            except NaiveTimestamp as error:
+                yield BadRecord(position, str(error), row)
     for number, group in enumerate(document.get("relationships") or []):
         where = f"relationships[{number}]"
         try:
@@ -87,9 +92,13 @@ def parse(path: Path) -> Iterator[Item]:
             if not isinstance(row, Mapping) or "start" not in row or "end" not in row:
                 yield BadRecord(position, "expected an object with start and end keys", row)
                 continue
-            props = _typed(
-                spec.properties, {k: v for k, v in row.items() if k not in ("start", "end")}
-            )
+            try:
+                props = _typed(
+                    spec.properties, {k: v for k, v in row.items() if k not in ("start", "end")}
+                )
+            except NaiveTimestamp as error:
+                yield BadRecord(position, str(error), row)
+                continue
             yield Record(
                 position,
                 [

@@ -810,12 +810,15 @@ class IngestRunner:
         failed: dict[int, list[str]],
     ) -> None:
         """Keep the records that name what is not loaded yet; let go of the parked ones that
-        loaded (or failed for another reason, now in the dead letters)."""
+        loaded (or failed for another reason, now in the dead letters). The parking file is
+        rewritten only when this batch changed what is parked."""
+        changed = bool(waiting)
         for index, (source, record) in enumerate(batch.records):
             entry = self._retrying.get(id(record))
             reasons = waiting.get(index)
             if reasons is None:
                 if entry is not None:
+                    changed = True
                     report.unparked += index not in failed  # else: a dead letter now
                     del self._lot[id(entry)]
                 continue
@@ -839,7 +842,8 @@ class IngestRunner:
                 record.raw,
             )
             self._lot[id(entry)] = entry
-        self.parking.write(list(self._lot.values()))
+        if changed:
+            self.parking.write(list(self._lot.values()))
         report.waiting = len(self._lot)
 
     def _chain_states(self, buffer: _Buffer, batch: _Batch, report: IngestReport) -> None:

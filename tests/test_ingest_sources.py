@@ -340,3 +340,30 @@ def test_timestamps_without_a_zone_are_refused_unless_the_run_says_how_to_read_t
     )
     hours = [r["at"].to_native().astimezone(UTC).hour for r in checked]
     assert hours == [8, 9]  # 09:30 in Berlin (CET) is 08:30 UTC; the zoned one is as given
+
+
+def test_a_rows_document_with_a_naive_timestamp_says_so(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "states.json"
+    doc.write_text(
+        json.dumps(
+            {
+                "nodes": {
+                    "MachineState": [
+                        {"state_id": "M-1/a", "state": "down", "start": "2026-11-02T09:30:00"},
+                        {"state_id": "M-1/b", "state": "idle", "start": "2026-11-02T10:30:00Z"},
+                    ]
+                }
+            }
+        )
+    )
+    report = IngestRunner(store, tmp_path / "state").run([doc], rules=False)
+    assert [(r["position"], r["reason"]) for r in report.rejections] == [
+        (
+            "nodes.MachineState[0]",
+            "start: '2026-11-02T09:30:00' has no time zone: add one (Z, +01:00) or say how to "
+            "read it (opsgraph ingest --timezone Europe/Berlin)",
+        )
+    ]
+    assert store.read("MATCH (s:MachineState {state_id: 'M-1/b'}) RETURN count(s) AS n") == [
+        {"n": 1}
+    ]
