@@ -279,7 +279,7 @@ class _Strata:
         k_exposed: Counter[str | None] = Counter(self.step_of.get(x) for x in exposed & bad)
         total = 0.0
         for step, n in n_exposed.items():
-            ops, deviating = self.totals.get(step, (n, k_exposed[step]))
+            ops, deviating = self.totals[step]  # the exposed work is the reference's
             rest_n, rest_k = ops - n, deviating - k_exposed[step]
             total += n * (rest_k + 0.5) / (rest_n + 1)
         return total / len(exposed)
@@ -497,27 +497,26 @@ class RootCauseAnalyzer:
             person = ("Person", r["person"])
             op.factors.append(Factor(person, *person, cause, op.start, 1.0, path, detail))
         for r in self.store.read(queries.RCA_UPSTREAM, ops=names):
-            op = ops[r["operation"]]
+            op, machine, end = ops[r["operation"]], r["machine"], as_utc(r["end"])
             path = [
                 _node("Operation", op.operation),
                 _rel("HAS_OPERATION", "in", None),
                 _node("ProductionOrder", r["order"]),
-                _rel("HAS_OPERATION", "out", as_utc(r["end"])),
+                _rel("HAS_OPERATION", "out", end),
                 _node("Operation", r["upstream"]),
             ]
-            machine = r["machine"]
             if machine and machine != op.machine:  # its own machine is a candidate already
                 via = path + [
-                    _rel("ON_MACHINE", "out", as_utc(r["end"])),
+                    _rel("ON_MACHINE", "out", end),
                     _node("Machine", machine),
                 ]
                 upstream = ("upstream", machine)
                 op.factors.append(
-                    Factor(upstream, "Machine", machine, "upstream_operation", as_utc(r["end"]),
+                    Factor(upstream, "Machine", machine, "upstream_operation", end,
                            1.0, via, r["upstream"])
                 )  # fmt: skip
             if r["lot"]:
-                at = as_utc(r["consumed"]) or as_utc(r["end"])
+                at = as_utc(r["consumed"]) or end
                 via = path + [_rel("CONSUMED_BY", "in", at), _node("MaterialLot", r["lot"])]
                 lot = ("MaterialLot", r["lot"])
                 op.factors.append(
