@@ -24,7 +24,12 @@ from opsgraph.api.app import SERVE_OPTIONS, ApiKeys, create_app, settle_heap
 from opsgraph.graph import queries
 from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
 from opsgraph.graph.constraints import apply_schema
-from opsgraph.graph.embedded import EmbeddedServer, EmbeddedServerError
+from opsgraph.graph.embedded import (
+    EmbeddedServer,
+    EmbeddedServerError,
+    find_runtime,
+    install_command,
+)
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RcaResult, RootCauseAnalyzer
 from opsgraph.graph.risk import RiskModel
@@ -108,7 +113,11 @@ def db_start(ctx: typer.Context, as_json: JsonOption = False) -> None:
     console.print(
         f"[green]running[/] pid {state.pid}, Bolt {state.bolt_uri}, database {state.database}"
     )
-    console.print(f"Studio {state.studio_url} (user root, password in {server.password_file})")
+    console.print(f"on {state.package}")
+    if state.studio is not False:
+        console.print(f"Studio {state.studio_url} (user root, password in {server.password_file})")
+    else:
+        console.print("no Studio in this package (see `opsgraph studio`)")
 
 
 @db_app.command("stop")
@@ -123,25 +132,37 @@ def db_stop(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @db_app.command("status")
 def db_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Say whether the embedded server runs, where, and how to reach it."""
+    """Say whether the embedded server runs, where, on which ArcadeDB package, and how to
+    reach it."""
     server = _embedded(ctx)
     state = server.status()
+    package = state.package if state and state.package else _package_label(server)
     if as_json:
         _emit(
             {
                 "running": state is not None,
                 **(asdict(state) if state else {}),
+                "package": package,
                 "home": str(server.root_path),
             }
         )
         return
     if state is None:
         console.print(f"not running (data directory {server.root_path})")
+        console.print(f"would start on {package}")
     else:
-        console.print(
-            f"[green]running[/] pid {state.pid}, Bolt {state.bolt_uri}, Studio {state.studio_url}"
-        )
+        studio = f"Studio {state.studio_url}" if state.studio is not False else "no Studio"
+        console.print(f"[green]running[/] pid {state.pid}, Bolt {state.bolt_uri}, {studio}")
+        console.print(f"package {package}")
         console.print(f"data {state.root_path}, log {server.log_file}")
+
+
+def _package_label(server: EmbeddedServer) -> str:
+    """The package a start would use, or why none can be (status must not fail on that)."""
+    try:
+        return find_runtime(server.settings.store_package).label
+    except EmbeddedServerError as error:
+        return f"none usable: {error}"
 
 
 @app.command("studio")
@@ -149,30 +170,61 @@ def studio(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Start the embedded store if needed and show how to open its Studio.
 
     Studio is the analyst's Browser in embedded mode; the saved queries run there too.
+    arcadedb-embedded (the final release) ships no Studio: then say so, what to install,
+    and where the saved queries can run instead; exit status 1.
     """
     server = _embedded(ctx)
     state = server.start()
+    has_studio = state.studio
+    if has_studio is None:  # a server started before opsgraph recorded it: ask its jars
+        has_studio = find_runtime(server.settings.store_package).has_studio
     info = {
-        "url": state.studio_url,
+        "url": state.studio_url if has_studio else None,
+        "studio": has_studio,
+        "package": state.package or _package_label(server),
+        "bolt_uri": state.bolt_uri,
         "user": "root",
         "password_file": str(server.password_file),
         "database": server.database,
         "saved_queries": str(SAVED_QUERIES),
         "style_sheet": str(GRASS),
     }
+    missing = (
+        None
+        if has_studio
+        else (
+            f"Studio is not available: the store runs on {info['package']}, which ships the "
+            "server and Bolt jars but not the Studio web UI (arcadedb-studio-*.jar). For "
+            f"Studio install the pre-release package with `{install_command('arcadedb-jvm')}` ("
+            "opsgraph prefers it when both are installed; OPSGRAPH_STORE_PACKAGE chooses), then "
+            "`opsgraph db stop` so the next command restarts the store on it."
+        )
+    )
     if as_json:
-        _emit(info)
+        _emit({**info, "missing": missing} if missing else info)
+        if missing:
+            raise typer.Exit(1)
         return
-    console.print(
-        f"Studio: [bold]{state.studio_url}[/]  (user root, password in {server.password_file})"
-    )
-    console.print(
-        f"Choose database '{server.database}', query language Cypher, and paste a saved query:"
-    )
+    if missing:
+        err_console.print(f"[red]error:[/] {missing}")
+        console.print(
+            f"Meanwhile the saved queries run over Bolt ({state.bolt_uri}, user root, password "
+            f"in {server.password_file}, database '{server.database}') in any Cypher client, "
+            "e.g. Neo4j Browser or cypher-shell:"
+        )
+    else:
+        console.print(
+            f"Studio: [bold]{state.studio_url}[/]  (user root, password in {server.password_file})"
+        )
+        console.print(
+            f"Choose database '{server.database}', query language Cypher, and paste a saved query:"
+        )
     for query in saved_queries():
         params = f"  (parameters: {', '.join(query.params)})" if query.params else ""
         console.print(f"  - {query.name}{params}")
     console.print(f"Saved queries: {SAVED_QUERIES}\nNeo4j Browser style: {GRASS}")
+    if missing:
+        raise typer.Exit(1)
 
 
 def _embedded(ctx: typer.Context) -> EmbeddedServer:

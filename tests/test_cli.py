@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from opsgraph.api.app import ApiKeys
 from opsgraph.api.cli import app
+from opsgraph.graph.embedded import find_runtime
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 
@@ -57,6 +58,29 @@ def test_db_status_reports_the_running_server(settings: Settings) -> None:
         return
     status = _run_json(settings, "db", "status")
     assert status["running"] is True and status["bolt_port"] > 0
+    runtime = find_runtime()
+    assert status["package"] == runtime.label  # e.g. "arcadedb-embedded 26.10.2.post1 (…)"
+    assert status["studio"] is runtime.has_studio
+
+
+def test_studio_is_shown_or_its_absence_explained(settings: Settings) -> None:
+    """arcadedb-jvm ships Studio; arcadedb-embedded does not, and the command says so."""
+    if settings.uri:
+        return
+    result = runner.invoke(app, [*_args(settings), "studio", "--json"])
+    info = json.loads(result.stdout)
+    assert info["bolt_uri"].startswith("bolt://127.0.0.1:")
+    if find_runtime().has_studio:
+        assert result.exit_code == 0, result.output
+        assert info["studio"] is True and info["url"].startswith("http://127.0.0.1:")
+        return
+    assert result.exit_code == 1
+    assert info["studio"] is False and info["url"] is None
+    assert "arcadedb-embedded" in info["missing"]
+    assert "pip install 'arcadedb-jvm==26.11.1.dev2'" in info["missing"]
+    text = runner.invoke(app, [*_args(settings), "studio"])
+    assert text.exit_code == 1
+    assert "Studio is not available" in text.stderr and "saved queries run over Bolt" in text.stdout
 
 
 def test_unreachable_store_gives_one_clear_line_not_a_traceback(tmp_path) -> None:

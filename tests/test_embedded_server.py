@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from opsgraph.graph.embedded import EmbeddedServer
+from opsgraph.graph.embedded import EmbeddedServer, find_runtime
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.graph.writer import BulkWriter
@@ -60,6 +60,14 @@ def test_start_is_idempotent_and_binds_loopback_only(server: EmbeddedServer) -> 
         addresses = _listening_addresses(port)
         assert addresses, f"nothing listens on {port}"
         assert addresses <= LOOPBACK_HEX, addresses
+
+
+def test_the_server_records_the_package_it_runs_on(server: EmbeddedServer) -> None:
+    runtime = find_runtime()
+    state = server.start()
+    assert state.package == runtime.label and state.studio is runtime.has_studio
+    assert server.status() == state  # read back from server.json
+    assert f"-cp\0{runtime.jars}/*\0".encode() in Path(f"/proc/{state.pid}/cmdline").read_bytes()
 
 
 def test_password_is_generated_and_private(server: EmbeddedServer) -> None:
