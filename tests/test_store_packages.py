@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from opsgraph.graph.embedded import STORE_PACKAGES, EmbeddedServerError, find_runtime
+from opsgraph.graph.embedded import (
+    STORE_PACKAGES,
+    TESTED_VERSIONS,
+    EmbeddedServerError,
+    find_runtime,
+)
 
 # What each wheel installs (checked against arcadedb-jvm 26.11.1.dev2 and arcadedb-embedded
 # 26.10.2.post1): the dist-info folder, the import package with jre/ and jars/, and Studio's
@@ -99,3 +104,13 @@ def test_the_installed_package_is_found_and_its_java_runs() -> None:
         [str(runtime.java), "-version"], capture_output=True, text=True, timeout=60
     )
     assert version.returncode == 0, version.stderr
+
+
+def test_the_pins_that_ci_installs_match_what_the_messages_say() -> None:
+    """pyproject pins arcadedb-jvm and .ci/run swaps in arcadedb-embedded; the install hints
+    in errors and `opsgraph studio` name the same versions."""
+    root = Path(__file__).parent.parent
+    pyproject = (root / "pyproject.toml").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    assert f'"arcadedb-jvm=={TESTED_VERSIONS["arcadedb-jvm"]}"' in pyproject
+    assert f"'arcadedb-embedded=={TESTED_VERSIONS['arcadedb-embedded']}'" in ci
