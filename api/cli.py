@@ -1105,9 +1105,19 @@ def demo_generate(
     scale: ScaleOption = 1.0,
     weeks: WeeksOption = 6,
     variant: VariantOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a folder that already holds files.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the demo plant's source files and its ground truth, without loading them."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file, not a folder", param_hint="--out")
+    if not force and out.is_dir() and any(out.iterdir()):
+        # a plant written over another leaves the old one's files beside the new ones
+        raise typer.BadParameter(
+            f"{out} is not empty; choose an empty folder or pass --force", param_hint="--out"
+        )
     truth = generate(out, seed=seed, scale=scale, weeks=weeks, variants=variant or ())
     files = sum(1 for p in out.rglob("*") if p.is_file())
     if as_json:

@@ -210,3 +210,20 @@ def test_a_file_with_rejected_records_is_read_again_and_says_why_on_the_terminal
     )
     third = _run_json(settings, "ingest", str(checks), "--no-rules")
     assert third["sources"][0]["unchanged_since_last_run"]  # clean now: skipped as done
+
+
+def test_demo_generate_refuses_a_folder_that_holds_files_unless_forced(tmp_path: Path) -> None:
+    out = tmp_path / "plant"
+    out.mkdir()
+    (out / "notes.txt").write_text("someone's files\n")
+    refused = runner.invoke(app, ["demo", "generate", "--out", str(out), "--weeks", "3"])
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.replace("│", " ").split())  # the error box wraps lines
+    assert f"{out} is not empty; choose an empty folder or pass --force" in said
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing written
+    forced = runner.invoke(
+        app, ["demo", "generate", "--out", str(out), "--weeks", "3", "--force", "--json"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["files"] > 1
+    assert (out / "ground_truth.json").exists() and (out / "notes.txt").exists()
