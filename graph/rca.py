@@ -23,17 +23,20 @@ data that a plant's exports may lack (machine types, certifications, maintenance
    ``QUANTILE`` lower bound minus the reference rate is the score, and a candidate takes its
    best count. One deviating operation of one cannot outrank 20 of 40, and a factor never
    seen elsewhere stays at its prior, below the reference.
-4. **Explaining away.** For two elevated candidates that share operations, each is counted
-   again on the operations the other did not touch: one that stays elevated there explains
-   one that does not (a machine that goes bad explains the lots that ran on it; a lot
-   explains its supplier's elevated rate) unless the other's work is credibly worse than the
-   rest of the first's. Where neither stays elevated alone, the nested one that is credibly
-   worse than the rest is the sharper explanation (the missed maintenance rather than the
-   machine, the setup rather than the mill).
-5. **Confidence** is the posterior probability that a candidate has the highest excess rate
-   of all, and a positive one (Monte Carlo over the Beta posteriors). Below ``CLEAR`` the
-   answer is "no clear cause" with the nearest candidates. A candidate whose operations did not
-   deviate more often than the reference is never listed as a cause.
+4. **Explaining away, jointly.** One noisy-OR model is fitted over the window's work: an
+   operation deviates when its work step's leak acts or when any way of counting a candidate
+   it was exposed to does, each with its own probability (EM, the same Beta prior). A
+   candidate whose deviations another explains keeps little: the lots that ran on a bad
+   machine, a supplier through its one bad batch, the machine of a bad setup. The same work
+   counted by two candidates is counted once, for the direct and more specific one (the lot
+   before its supplier, the missed maintenance before its machine), and the work's history
+   and setups are fitted on what the work's own candidates leave. Candidates are ranked by
+   the lower credible bound (``QUANTILE``) of the rate at which they caused deviations; a
+   listed cause stays elevated without the work of the causes above it.
+5. **Confidence** is the posterior probability that the candidate acted in this deviation
+   (Monte Carlo over the fitted probabilities; the step's leak takes the rest). Below
+   ``CLEAR`` the answer is "no clear cause" with the nearest candidates. A candidate whose
+   operations did not deviate more often than the reference is never listed as a cause.
 
 Deviations about a machine alone (downtime, failed checklist items) are analysed through the
 operation that ran on the machine then: an operation counts as showing that kind of deviation
@@ -56,6 +59,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.stats import beta, norm
 
 from opsgraph.schema import node_spec, rel_spec
@@ -64,7 +68,7 @@ from opsgraph.schema.base import as_utc
 from . import queries
 from .store import Rows, Store
 
-METHOD = "exposure-contrast/v3"
+METHOD = "joint-exposure/v4"
 QUALITY = {"scrap", "out_of_spec", "short_order"}
 MACHINE_LEVEL = {"downtime", "failed_checklist_item"}
 TRACED = QUALITY | MACHINE_LEVEL | {"late_order"}  # what `rca --all` analyses
@@ -76,11 +80,12 @@ QUANTILE = 0.1  # the lower credible bound a candidate is ranked by
 LOCAL_DAYS = 3.0
 CLEAR = 0.4  # confidence below which the answer is "no clear cause" (docs/benchmarks.md)
 DRAWS = 4000
+EM_STEPS = 300
 INDIRECT = {"supplier", "upstream_operation"}  # linked to the work through something else
-CREDIBLY = 0.95  # posterior probability for "deviates credibly less"
-NESTED = 0.8  # share of a candidate's operations within another's for it to be nested there
+CREDIBLY = 0.95  # posterior probability for "deviates credibly more"
 SYMPTOMS = {"alarm", "inspection"}  # factor classes that support their machine
 CARRIED = "carried"  # a lot (or its supplier) in the workpiece from an earlier step
+HISTORY = {"setup", "upstream", CARRIED}  # candidate classes beyond what the work touched
 
 
 class RcaError(LookupError):
@@ -202,7 +207,7 @@ class _Count:
     bad: frozenset[str]
     via: Factor | None = None  # the symptom this count goes through, if any
     # the candidate's own work, where the count reaches beyond it (a symptom's kind over the
-    # plant): only its own work speaks for it against another candidate
+    # plant): such a count ranks the candidate alone, it is no feature of the joint model
     own: frozenset[str] | None = None
     strata: _Strata | None = None  # the reference's work steps, for plant-wide counts
 
@@ -217,46 +222,12 @@ class _Count:
             return (len(unexposed & self.bad) + 0.5) / (len(unexposed) + 1)
         return self.strata.expected(self.exposed, self.bad)
 
-    def score(
-        self, exclude: frozenset[str] = frozenset(), within: frozenset[str] | None = None
-    ) -> tuple[float, int, int]:
+    def score(self, exclude: frozenset[str] = frozenset()) -> tuple[float, int, int]:
         """Lower credible bound of the excess rate, with the deviating and exposed counts."""
         ids = self.exposed - exclude
-        if within is not None:
-            ids &= within
         k, n = len(ids & self.bad), len(ids)
         a, b = _posterior(k, n, self.base)
         return float(beta.ppf(QUANTILE, a, b)) - self.base, k, n
-
-    def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
-        """Whether the count stays elevated on the work ``other`` did not touch (while
-        ``other``'s work ran) without deviating credibly less there than on the shared work:
-        a lathe whose every bad run followed a changeover does not stand without it."""
-        within = during if self.own is None else during & self.own
-        if self.score(exclude=other, within=within)[0] <= 0:
-            return False
-        return not self.falls_without(other, during)
-
-    def worse_within(self, other: frozenset[str]) -> bool:
-        """Whether the work shared with ``other`` deviated credibly more often than the rest
-        of ``other``'s work (within the same reference)."""
-        shared = self.exposed & other
-        rest = (other & self.reference) - self.exposed
-        if not shared or not rest:
-            return False
-        # both shrunk to their pooled rate: a handful of other runs is not "credibly better"
-        pooled = (len((shared | rest) & self.bad) + 0.5) / (len(shared | rest) + 1)
-        return _higher(shared, rest, self.bad, pooled) >= CREDIBLY
-
-    def falls_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
-        """Whether the work ``other`` did not touch (while ``other``'s ran) deviated
-        credibly less than the work they share."""
-        alone, shared = (self.exposed - other) & during, self.exposed & other
-        if self.own is not None:
-            alone &= self.own
-        if not shared:
-            return False
-        return _higher(shared, alone, self.bad, self.base) >= CREDIBLY
 
 
 @dataclass(frozen=True)
@@ -321,11 +292,6 @@ class _Candidate:
         """Linked to the work through something else: a supplier (through its lot), the
         work's history (an earlier step's machine, a lot carried in the workpiece)."""
         return self.factor.cause_type in INDIRECT or self.cls[0] == CARRIED
-
-    def stands_without(self, other: frozenset[str], during: frozenset[str]) -> bool:
-        """Whether any way of counting the candidate stays elevated without ``other``'s work
-        (a supplier seen at one step through one lot may be seen at others through more)."""
-        return any(c.stands_without(other, during) for c in self.counts if c.exposed)
 
     def rank(self) -> None:
         scored = [(c.score()[0], c) for c in self.counts if c.exposed]
@@ -985,97 +951,50 @@ class RootCauseAnalyzer:
     def _rank(
         self, candidates: list[_Candidate], comparison: dict[str, Op], targets: frozenset[str]
     ) -> tuple[list[Cause], list[Cause]]:
-        elevated = [c for c in candidates if c.best is not None and c.score > 0]
-        timeline = sorted((op.start, k) for k, op in comparison.items() if op.start)
-        starts = [t for t, _ in timeline]
-
-        spans: dict[int, frozenset[str]] = {}
-
-        def during(ids: frozenset[str]) -> frozenset[str]:
-            """The operations that ran while a candidate's own did (a day either side)."""
-            if id(ids) not in spans:  # the candidates' own sets, alive while ranking
-                times = [comparison[k].start for k in ids if comparison[k].start]
-                low = bisect_left(starts, min(times) - timedelta(days=1)) if times else 0
-                high = bisect_left(starts, max(times) + timedelta(days=1)) if times else 0
-                spans[id(ids)] = frozenset(k for _, k in timeline[low:high])
-            return spans[id(ids)]
-
-        for a in elevated:
-            for b in elevated:
-                if a is b or a.explained_by or b.explained_by:
-                    continue
-                if not a.best.exposed & b.touched:
-                    continue
-                # B explains A when B stays elevated on its own work while A's ran (a machine
-                # bad at another time does not explain a lot) and A does not on its work while
-                # B's ran: A deviates credibly less there, or has hardly any work outside B's;
-                # and A's work is no worse than the rest of B's (an operator bad at one step
-                # is not explained by the washer all that step's work passes through), unless
-                # A is linked through something else and B directly (the machine explains the
-                # work fed to it from upstream).
-                during_b = during(b.touched)
-                alone_a = a.stands_without(b.touched, during_b)
-                alone_b = b.stands_without(a.touched, during(a.touched))
-                falls_a = a.best.falls_without(b.touched, during_b) or _nested(a, b)
-                through = a.indirect and not b.indirect
-                kept = not through and a.best.worse_within(b.touched)
-                if alone_b and not alone_a and falls_a and not kept:
-                    a.explained_by = b
-                elif (
-                    through
-                    and a.factor.cause_type != "supplier"  # a supplier is its lots' matter
-                    and not alone_a
-                    and not a.best.worse_within(b.touched)
-                ):
-                    # the work's history (an earlier step's machine, a lot carried in) that
-                    # deviates only where it ran here, no more than this candidate's other
-                    # work: this candidate's doing
-                    a.explained_by = b
-                elif not alone_a and not alone_b and _sharper(a, b):
-                    b.explained_by = a
-        # Jointly: a machine that several problems ran on (a bad lot, an operator new to it)
-        # stands without each of them, but not without all of them together.
-        for a in elevated:
-            if a.explained_by:
-                continue
-            others = [
-                b
-                for b in elevated
-                if b is not a
-                and not b.explained_by
-                and a.best.exposed & b.touched
-                and b.best.stands_without(a.touched, during(a.touched))
-            ]
-            if len(others) < 2:
-                continue
-            union = frozenset().union(*(b.touched for b in others))
-            nested = len(a.touched & union) >= NESTED * len(a.touched)
-            if not a.best.stands_without(union, during(union)) and (
-                nested or a.best.falls_without(union, during(union))
-            ):
-                a.explained_by = max(others, key=lambda b: len(a.best.exposed & b.touched))
-        scores = []
-        for candidate in candidates:
-            score, exclude = candidate.score, frozenset()
-            if candidate.explained_by is not None:
-                exclude = candidate.explained_by.touched
-                score = min(score, candidate.best.score(exclude=exclude)[0])
-            scores.append((candidate, score, exclude))
-        confidence = _confidence([(c.best, exclude) for c, _, exclude in scores])
+        """Rank by the joint model (``_Joint``): fitted over all the window's work at once, a
+        candidate whose deviations another explains is left with little, without rules for
+        which kind of candidate explains which."""
+        joint = _Joint.fit(candidates, comparison, targets)
+        fitted = sorted(
+            ((joint.of(i), c) for i, c in enumerate(candidates)),
+            # equal fits: the direct link first, then the more specific candidate (the
+            # missed maintenance or the setup rather than the machine they are about)
+            key=lambda j: (-j[0][0], -j[0][1], j[1].indirect, len(j[1].touched)),
+        )
         causes, rest = [], []
-        for (candidate, score, exclude), p in zip(scores, confidence, strict=True):
-            cause = _cause(candidate, score, p, exclude)
-            # A cause needs deviations beyond this one: its other work deviated more often
-            # than the reference (a one-off never wins).
-            others = candidate.best.exposed - exclude - targets if candidate.best else set()
+        chosen: list[_Candidate] = []
+        for (score, confidence, credited, alike), candidate in fitted:
+            # the same work counted through something else: the nearer link is the cause
+            nearer = candidate.indirect and any(not candidates[c].indirect for c in alike)
+            # a cause stays elevated without the work of the causes ranked above it
+            covering = [c for c in chosen if candidate.touched & c.touched]
+            if covering and candidate.best is not None:
+                union = frozenset().union(*(c.touched for c in covering))
+                if candidate.best.score(exclude=union)[0] <= 0:
+                    candidate.explained_by = max(
+                        covering, key=lambda c: len(candidate.touched & c.touched)
+                    )
+            exclude = candidate.explained_by.touched if candidate.explained_by else frozenset()
+            cause = _cause(candidate, score, confidence, exclude)
+            others = candidate.best.exposed - targets if candidate.best else set()
             bad = len(others & candidate.best.bad) if candidate.best else 0
-            beyond = bool(others) and bad / len(others) > cause.base_rate
-            (causes if score > 0 and beyond else rest).append(cause)
-        order = lambda c: (-c.score, -c.confidence, c.label, c.key)  # noqa: E731
-        # one entity once: a changeover can be both "just before" and "the setup" of the work
+            beyond = bool(others) and bad / len(others) > (candidate.best.base if others else 1)
+            # listed as a cause: its work deviated more often than the reference (never one
+            # at or below it), beyond this deviation, and the model credits it with some
+            if (
+                candidate.score > 0
+                and beyond
+                and credited >= 0.5
+                and not nearer
+                and candidate.explained_by is None
+            ):
+                causes.append(cause)
+                chosen.append(candidate)
+            else:
+                rest.append(cause)
         seen: set[tuple[str, str]] = set()
         ranked = []
-        for group in (sorted(causes, key=order), sorted(rest, key=order)):
+        for group in (causes, rest):  # in the fitted order
             ranked.append([])
             for cause in group:
                 if (cause.label, cause.key) not in seen:
@@ -1188,26 +1107,148 @@ def _known(value: str, known: list[str], what: str, none: str) -> str:
     return found
 
 
-def _nested(a: _Candidate, b: _Candidate) -> bool:
-    """Whether most of ``a``'s work is ``b``'s too."""
-    return len(a.touched & b.touched) >= NESTED * len(a.touched)
+@dataclass
+class _Joint:
+    """A noisy-OR model of the window's work: an operation deviates unless its step's leak
+    and every feature it is exposed to all fail to act, each feature with probability p.
+    A feature is one way of counting a candidate (its work over the window, near the
+    deviation, at the same step, with a symptom). Fitted by EM with a Beta prior (``PRIOR``
+    pseudo-operations at the plant's rate), so a feature seen once stays near the prior."""
 
+    owner: list[list[int]]  # the candidates each feature counts (the same work, alike)
+    exposed: np.ndarray  # operations each feature touched
+    p: np.ndarray  # each feature's fitted probability
+    credit: dict[int, list[tuple[int, float, float]]]  # per candidate, per feature: (feature,
+    # deviations the candidate caused on that feature's work, ... outside the deviating work)
+    on_target: list[np.ndarray]  # per target operation, its features
+    leak: np.ndarray  # per target operation: (caused, exposed) of its step's leak
+    prior: tuple[float, float]
 
-def _sharper(a: _Candidate, b: _Candidate) -> bool:
-    """Of two candidates neither of which is elevated without the other, whether ``a`` is the
-    better explanation: nested in ``b``, smaller and worse than the rest of it (a lot within
-    its supplier, a changeover within its machine's work), or touching the same work by a
-    direct link where ``b``'s is indirect (the machine, not the upstream machine that always
-    fed it). Never where ``b`` is seen through a symptom of its own that ``a`` has no part in
-    (a spindle fault is the machine's, whichever product's setup it happened in)."""
-    if b.best is not None and b.best.via is not None and not a.symptoms:
-        return False
-    inside, around = _nested(a, b), _nested(b, a)
-    if inside and around:
-        return b.indirect and not a.indirect
-    # smaller, and worse than the rest of ``b``'s work: a lot no worse than its supplier's
-    # other batches is the supplier's problem
-    return inside and len(a.touched) < len(b.touched) and a.best.worse_within(b.touched)
+    @classmethod
+    def fit(
+        cls, candidates: list[_Candidate], comparison: dict[str, Op], targets: frozenset[str]
+    ) -> _Joint:
+        bad = next((c.best.bad for c in candidates if c.best is not None), frozenset())
+        features: dict[frozenset[str], list[int]] = {}  # op set -> the candidates it counts
+
+        # The same work counted by two candidates is one feature of the first of them in
+        # precedence: direct links before the work's history, the more specific first (the
+        # lot before its supplier, the missed maintenance or the changeover before the
+        # machine), so the other is judged on the rest of its ways of counting.
+        def precedence(i: int) -> tuple[bool, int]:
+            c = candidates[i]
+            return c.indirect or c.cls[0] in HISTORY, len(c.touched)
+
+        for ci in sorted(range(len(candidates)), key=precedence):
+            usable = [
+                c for c in candidates[ci].counts if c.exposed & targets and c.own is None
+            ]  # fmt: skip
+            usable.sort(key=lambda c: -c.score()[0])
+            free = [c for c in usable if c.exposed not in features and c.score()[0] > 0]
+            for count in free or usable[:1]:
+                if ci not in features.setdefault(count.exposed, []):
+                    features[count.exposed].append(ci)
+        owner = list(features.values())
+        # Only work some feature touched is modelled one by one; the rest of a step's work
+        # speaks only for its leak, as counts.
+        names = sorted(frozenset().union(*features) | (targets & comparison.keys()))
+        index = {k: i for i, k in enumerate(names)}
+        steps: dict[str | None, int] = {}
+        for op in comparison.values():
+            steps.setdefault(op.step, len(steps))
+        n_s = np.bincount([steps[op.step] for op in comparison.values()], minlength=len(steps))
+        k_s = np.bincount([steps[comparison[k].step] for k in bad & comparison.keys()],
+                          minlength=len(steps))  # fmt: skip
+        step_of = np.array([steps[comparison[k].step] for k in names], dtype=int)
+        y = np.array([k in bad for k in names], dtype=bool)
+        rest_k = k_s - np.bincount(step_of, weights=y, minlength=len(steps))
+        rows = [index[k] for ids in features for k in ids]
+        cols = [f for f, ids in enumerate(features) for _ in ids]
+        n_ops, n_features = len(names), len(owner)
+        x = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_ops, n_features))
+        base = (len(bad & comparison.keys()) + 0.5) / (len(comparison) + 1)
+        a0, b0 = PRIOR * base, PRIOR * (1 - base)
+        n_f = np.asarray(x.sum(axis=0)).ravel()
+        leak = (k_s + a0) / (n_s + a0 + b0)
+        target_rows = np.array([index[k] for k in targets if k in index], dtype=int)
+        # What the work touched is fitted first; the work's history and the setup it ran in
+        # are then credited only with what that leaves (where both fit the same deviations
+        # equally, the data cannot tell them apart and the direct link is the simpler).
+        later = np.array([all(candidates[c].cls[0] in HISTORY for c in o) for o in owner])
+        p = np.zeros(n_features)
+        r_s = k_s.astype(float)
+        for stage in (~later, later):
+            p = np.where(stage, base, p)
+            for _ in range(EM_STEPS):
+                log_none = np.log1p(-leak[step_of]) + x @ np.log1p(-p)
+                w = np.where(y, 1.0 / np.maximum(-np.expm1(log_none), 1e-12), 0.0)
+                r_f = p * (x.T @ w)
+                r_s = leak * np.bincount(step_of, weights=w, minlength=len(steps)) + rest_k
+                new = np.where(stage, (r_f + a0) / (n_f + a0 + b0), p)
+                if stage is not later:
+                    leak = (r_s + a0) / (n_s + a0 + b0)
+                done = np.max(np.abs(new - p), initial=0.0) < 1e-5
+                p = new
+                if done:
+                    break
+        log_none = np.log1p(-leak[step_of]) + x @ np.log1p(-p)
+        w = np.where(y, 1.0 / np.maximum(-np.expm1(log_none), 1e-12), 0.0)
+        in_target = np.zeros(n_ops, dtype=bool)
+        in_target[target_rows] = True
+        credit: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
+        for ci in {c for o in owner for c in o}:
+            mine = np.array([ci in o for o in owner])
+            # the candidate's share of each deviating operation, all its ways together
+            acts = w * -np.expm1(x @ np.where(mine, np.log1p(-p), 0.0))
+            on = x.T @ acts, x.T @ (acts * ~in_target)
+            for f in np.flatnonzero(mine):
+                credit[ci].append((int(f), float(on[0][f]), float(on[1][f])))
+        on_target = [x[t].indices for t in target_rows]
+        leaks = np.array([(r_s[step_of[t]], n_s[step_of[t]]) for t in target_rows])
+        return cls(owner, n_f, p, credit, on_target, leaks, (a0, b0))
+
+    def of(self, candidate: int) -> tuple[float, float, float, list[int]]:
+        """The candidate's score (the lower credible bound of the rate at which it caused
+        deviations, on its best way of counting), its posterior responsibility for the
+        deviating work, the deviations credited to it there outside that work, and the
+        candidates counted by the same work."""
+        if not self.credit.get(candidate):
+            return -1.0, 0.0, 0.0, []
+        a0, b0 = self.prior
+        rows = self.credit[candidate]
+        bounds = [
+            float(beta.ppf(QUANTILE, k + a0, max(self.exposed[f] - k, 0) + b0)) for f, k, _ in rows
+        ]
+        best = int(np.argmax(bounds))
+        feature, _, credited = rows[best]
+        return (
+            bounds[best],
+            self.responsibility.get(candidate, 0.0),
+            credited,
+            [c for c in self.owner[feature] if c != candidate],
+        )
+
+    @cached_property
+    def responsibility(self) -> dict[int, float]:
+        """Posterior probability that each candidate acted in the deviating work (Monte Carlo
+        over the features' Beta posteriors), averaged over its operations."""
+        rng = np.random.default_rng(0)
+        a0, b0 = self.prior
+        caused = self.p * (self.exposed + a0 + b0) - a0  # the fitted features' counts
+        draws = rng.beta(
+            np.maximum(caused, 0) + a0, np.maximum(self.exposed - caused, 0) + b0,
+            (DRAWS, len(self.owner)),
+        )  # fmt: skip
+        total: dict[int, float] = defaultdict(float)
+        for features, (r_s, n_s) in zip(self.on_target, self.leak, strict=True):
+            leak = rng.beta(r_s + a0, max(n_s - r_s, 0) + b0, DRAWS)
+            log_quiet = np.log1p(-draws[:, features])
+            anything = -np.expm1(np.log1p(-leak) + log_quiet.sum(axis=1))
+            for c in {c for f in features for c in self.owner[f]}:
+                own = [j for j, f in enumerate(features) if c in self.owner[f]]
+                acts = -np.expm1(log_quiet[:, own].sum(axis=1))
+                total[c] += float(np.mean(acts / anything)) / len(self.on_target)
+        return total
 
 
 def _level(deviation: dict[str, Any]) -> str:
@@ -1224,23 +1265,6 @@ def _epoch(millis: int | None) -> datetime | None:
 def _pool(cls: tuple[str, ...]) -> tuple[str, ...]:
     """A symptom's kind without its machine (``("alarm", code, level)``)."""
     return (cls[0], *cls[2:])
-
-
-def _confidence(counts: list[tuple[_Count | None, frozenset[str]]]) -> list[float]:
-    """Posterior probability that each candidate has the largest positive excess rate."""
-    if not counts:
-        return []
-    rng = np.random.default_rng(0)
-    draws = np.zeros((DRAWS, len(counts) + 1))  # the last column: "none of them"
-    for i, (count, exclude) in enumerate(counts):
-        if count is None:
-            draws[:, i] = -1.0
-            continue
-        ids = count.exposed - exclude
-        a, b = _posterior(len(ids & count.bad), len(ids), count.base)
-        draws[:, i] = rng.beta(a, b, DRAWS) - count.base
-    wins = np.bincount(draws.argmax(axis=1), minlength=len(counts) + 1)
-    return [float(w) / DRAWS for w in wins[:-1]]
 
 
 def _latest(

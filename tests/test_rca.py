@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
+from opsgraph.graph.rca import METHOD, RcaError, RootCauseAnalyzer
 from opsgraph.graph.store import Store
 from opsgraph.graph.writer import BulkWriter
 from opsgraph.schema import rel_spec
@@ -147,7 +147,7 @@ def test_rerunning_replaces_the_inferred_edges(store: Store) -> None:
     assert [(e["type"], e["rank"], e["run"]) for e in edges] == [("CAUSED_BY", 1, "rca-2")] + [
         ("CONTRIBUTED_TO", rank, "rca-2") for rank in range(2, len(result.causes) + 1)
     ]
-    assert edges[0]["lot"] == "L-BAD" and edges[0]["method"].startswith("exposure-contrast")
+    assert edges[0]["lot"] == "L-BAD" and edges[0]["method"] == METHOD
     assert json.loads(edges[0]["evidence"])[0][-1] == {"label": "MaterialLot", "key": "L-BAD"}
 
 
