@@ -210,6 +210,7 @@ class _Count:
     # plant): such a count ranks the candidate alone, it is no feature of the joint model
     own: frozenset[str] | None = None
     strata: _Strata | None = None  # the reference's work steps, for plant-wide counts
+    bound: tuple[float, int, int] | None = None  # score(), once computed
 
     @cached_property
     def base(self) -> float:
@@ -224,6 +225,8 @@ class _Count:
 
     def score(self, exclude: frozenset[str] = frozenset()) -> tuple[float, int, int]:
         """Lower credible bound of the excess rate, with the deviating and exposed counts."""
+        if not exclude and self.bound is not None:
+            return self.bound  # asked for again and again while ranking (see _bounds)
         ids = self.exposed - exclude
         k, n = len(ids & self.bad), len(ids)
         a, b = _posterior(k, n, self.base)
@@ -256,7 +259,20 @@ class _Strata:
         return total / len(exposed)
 
 
-def _posterior(k: int, n: int, base: float) -> tuple[float, float]:
+def _bounds(counts: list[_Count]) -> None:
+    """Every count's score at once (one vectorised quantile instead of one call each)."""
+    if not counts:
+        return
+    k = np.array([len(c.exposed & c.bad) for c in counts])
+    n = np.array([len(c.exposed) for c in counts])
+    base = np.array([c.base for c in counts])
+    bounds = beta.ppf(QUANTILE, *_posterior(k, n, base)) - base
+    for count, bound, deviating, exposed in zip(counts, bounds, k, n, strict=True):
+        count.bound = (float(bound), int(deviating), int(exposed))
+
+
+def _posterior(k: Any, n: Any, base: Any) -> tuple[Any, Any]:
+    """Beta posterior parameters (numbers or arrays of them)."""
     return k + PRIOR * base, n - k + PRIOR * (1 - base)
 
 
@@ -946,6 +962,8 @@ class RootCauseAnalyzer:
                         candidate.counts.append(
                             _Count(f"{view}, same step", ids & ref, ref, bad, via, scope)
                         )
+        _bounds([c for candidate in candidates for c in candidate.counts])
+        for candidate in candidates:
             candidate.rank()
 
     def _rank(
@@ -978,7 +996,7 @@ class RootCauseAnalyzer:
             cause = _cause(candidate, score, confidence, exclude)
             others = candidate.best.exposed - targets if candidate.best else set()
             bad = len(others & candidate.best.bad) if candidate.best else 0
-            beyond = bool(others) and bad / len(others) > (candidate.best.base if others else 1)
+            beyond = bool(others) and bad / len(others) > cause.base_rate
             # listed as a cause: its work deviated more often than the reference (never one
             # at or below it), beyond this deviation, and the model credits it with some
             if (
@@ -1140,9 +1158,8 @@ class _Joint:
             return c.indirect or c.cls[0] in HISTORY, len(c.touched)
 
         for ci in sorted(range(len(candidates)), key=precedence):
-            usable = [
-                c for c in candidates[ci].counts if c.exposed & targets and c.own is None
-            ]  # fmt: skip
+            counts = candidates[ci].counts
+            usable = [c for c in counts if c.exposed & targets and c.own is None]
             usable.sort(key=lambda c: -c.score()[0])
             free = [c for c in usable if c.exposed not in features and c.score()[0] > 0]
             for count in free or usable[:1]:
@@ -1166,6 +1183,7 @@ class _Joint:
         cols = [f for f, ids in enumerate(features) for _ in ids]
         n_ops, n_features = len(names), len(owner)
         x = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_ops, n_features))
+        xt = x.T.tocsr()
         base = (len(bad & comparison.keys()) + 0.5) / (len(comparison) + 1)
         a0, b0 = PRIOR * base, PRIOR * (1 - base)
         n_f = np.asarray(x.sum(axis=0)).ravel()
@@ -1175,24 +1193,28 @@ class _Joint:
         # are then credited only with what that leaves (where both fit the same deviations
         # equally, the data cannot tell them apart and the direct link is the simpler).
         later = np.array([all(candidates[c].cls[0] in HISTORY for c in o) for o in owner])
+
+        def weights(p: np.ndarray, leak: np.ndarray) -> np.ndarray:
+            """1 / P(deviates) for each deviating operation, 0 for the rest (EM's E step:
+            a feature's share of a deviation is its probability times this)."""
+            log_none = np.log1p(-leak[step_of]) + x @ np.log1p(-p)
+            return np.where(y, 1.0 / np.maximum(-np.expm1(log_none), 1e-12), 0.0)
+
         p = np.zeros(n_features)
         r_s = k_s.astype(float)
         for stage in (~later, later):
             p = np.where(stage, base, p)
             for _ in range(EM_STEPS):
-                log_none = np.log1p(-leak[step_of]) + x @ np.log1p(-p)
-                w = np.where(y, 1.0 / np.maximum(-np.expm1(log_none), 1e-12), 0.0)
-                r_f = p * (x.T @ w)
+                w = weights(p, leak)
                 r_s = leak * np.bincount(step_of, weights=w, minlength=len(steps)) + rest_k
-                new = np.where(stage, (r_f + a0) / (n_f + a0 + b0), p)
+                new = np.where(stage, (p * (xt @ w) + a0) / (n_f + a0 + b0), p)
                 if stage is not later:
                     leak = (r_s + a0) / (n_s + a0 + b0)
                 done = np.max(np.abs(new - p), initial=0.0) < 1e-5
                 p = new
                 if done:
                     break
-        log_none = np.log1p(-leak[step_of]) + x @ np.log1p(-p)
-        w = np.where(y, 1.0 / np.maximum(-np.expm1(log_none), 1e-12), 0.0)
+        w = weights(p, leak)
         in_target = np.zeros(n_ops, dtype=bool)
         in_target[target_rows] = True
         credit: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
@@ -1200,7 +1222,7 @@ class _Joint:
             mine = np.array([ci in o for o in owner])
             # the candidate's share of each deviating operation, all its ways together
             acts = w * -np.expm1(x @ np.where(mine, np.log1p(-p), 0.0))
-            on = x.T @ acts, x.T @ (acts * ~in_target)
+            on = xt @ acts, xt @ (acts * ~in_target)
             for f in np.flatnonzero(mine):
                 credit[ci].append((int(f), float(on[0][f]), float(on[1][f])))
         on_target = [x[t].indices for t in target_rows]
@@ -1216,13 +1238,13 @@ class _Joint:
             return -1.0, 0.0, 0.0, []
         a0, b0 = self.prior
         rows = self.credit[candidate]
-        bounds = [
-            float(beta.ppf(QUANTILE, k + a0, max(self.exposed[f] - k, 0) + b0)) for f, k, _ in rows
-        ]
+        features, caused = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        rest = np.maximum(self.exposed[features] - caused, 0)
+        bounds = beta.ppf(QUANTILE, caused + a0, rest + b0)
         best = int(np.argmax(bounds))
         feature, _, credited = rows[best]
         return (
-            bounds[best],
+            float(bounds[best]),
             self.responsibility.get(candidate, 0.0),
             credited,
             [c for c in self.owner[feature] if c != candidate],
