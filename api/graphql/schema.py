@@ -31,7 +31,7 @@ from strawberry.types import Info
 from opsgraph.graph import decisions, read
 from opsgraph.graph.decisions import DecisionError
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
-from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
+from opsgraph.graph.rca import CLEAR, RcaError, RootCauseAnalyzer
 from opsgraph.graph.risk import RiskModel
 from opsgraph.graph.store import AsyncStore, Store
 from opsgraph.ingest.live import Changes
@@ -680,8 +680,8 @@ class RankedCause:
     cause_type: str
     score: float
     confidence: float = strawberry.field(
-        description="Posterior probability that this candidate deviates most of all, and "
-        "more than the plant; the first cause stands out from 0.5 on."
+        description="Posterior probability that this candidate acted in this deviation "
+        f"(the joint model's share of it); the first cause stands out from {CLEAR} on."
     )
     deviating: int
     exposed: int
