@@ -769,7 +769,7 @@ class RootCauseAnalyzer:
         case = self._case(deviation_id)
         deviation, targets, candidates = case.deviation, case.targets, case.candidates
         self._count(candidates, case.exposed, case.comparison, case.bad, case.around)
-        causes, rest = self._rank(candidates, case.comparison, frozenset(targets))
+        causes, rest = self._rank(candidates, case.comparison, case.bad, frozenset(targets))
         notes: list[str] = []
         subjects = {
             "operations": sorted(targets),
@@ -967,12 +967,16 @@ class RootCauseAnalyzer:
             candidate.rank()
 
     def _rank(
-        self, candidates: list[_Candidate], comparison: dict[str, Op], targets: frozenset[str]
+        self,
+        candidates: list[_Candidate],
+        comparison: dict[str, Op],
+        bad: frozenset[str],
+        targets: frozenset[str],
     ) -> tuple[list[Cause], list[Cause]]:
         """Rank by the joint model (``_Joint``): fitted over all the window's work at once, a
         candidate whose deviations another explains is left with little, without rules for
         which kind of candidate explains which."""
-        joint = _Joint.fit(candidates, comparison, targets)
+        joint = _Joint.fit(candidates, comparison, bad, targets)
         fitted = sorted(
             ((joint.of(i), c) for i, c in enumerate(candidates)),
             # equal fits: the direct link first, then the more specific candidate (the
@@ -1144,9 +1148,12 @@ class _Joint:
 
     @classmethod
     def fit(
-        cls, candidates: list[_Candidate], comparison: dict[str, Op], targets: frozenset[str]
+        cls,
+        candidates: list[_Candidate],
+        comparison: dict[str, Op],
+        bad: frozenset[str],
+        targets: frozenset[str],
     ) -> _Joint:
-        bad = next((c.best.bad for c in candidates if c.best is not None), frozenset())
         features: dict[frozenset[str], list[int]] = {}  # op set -> the candidates it counts
 
         # The same work counted by two candidates is one feature of the first of them in
@@ -1202,13 +1209,13 @@ class _Joint:
 
         p = np.zeros(n_features)
         r_s = k_s.astype(float)
-        for stage in (~later, later):
+        for second, stage in enumerate((~later, later)):
             p = np.where(stage, base, p)
             for _ in range(EM_STEPS):
                 w = weights(p, leak)
                 r_s = leak * np.bincount(step_of, weights=w, minlength=len(steps)) + rest_k
                 new = np.where(stage, (p * (xt @ w) + a0) / (n_f + a0 + b0), p)
-                if stage is not later:
+                if not second:  # the leak is the work's own candidates' stage
                     leak = (r_s + a0) / (n_s + a0 + b0)
                 done = np.max(np.abs(new - p), initial=0.0) < 1e-5
                 p = new
