@@ -21,7 +21,7 @@ from rich.table import Table
 
 from opsgraph.api import evidence
 from opsgraph.api.app import SERVE_OPTIONS, ApiKeys, create_app, settle_heap
-from opsgraph.graph import queries
+from opsgraph.graph import identity, queries
 from opsgraph.graph.analyst import GRASS, SAVED_QUERIES, saved_queries
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import (
@@ -30,6 +30,7 @@ from opsgraph.graph.embedded import (
     find_runtime,
     install_command,
 )
+from opsgraph.graph.identity import Alias, AliasError, Aliases
 from opsgraph.graph.memory import DecisionMemory, DecisionMemoryError, Filters
 from opsgraph.graph.rca import RcaError, RcaResult, RootCauseAnalyzer
 from opsgraph.graph.risk import RiskModel
@@ -46,9 +47,9 @@ from opsgraph.graph.workflows import (
 from opsgraph.ingest.demo import VARIANTS, generate
 from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
 from opsgraph.ingest.parking import Parked, ParkingLot
-from opsgraph.ingest.runner import FORMATS, Aliases, IngestReport, IngestRunner, UnknownFormat
+from opsgraph.ingest.runner import FORMATS, IngestReport, IngestRunner, UnknownFormat
 from opsgraph.ingest.tables import load_mapping
-from opsgraph.schema import SchemaError
+from opsgraph.schema import SchemaError, node_spec
 
 app = typer.Typer(
     help="opsgraph: ERP, MES and connected-worker data in one operational graph.\n\n"
@@ -269,11 +270,18 @@ def _print_stats(result: GraphStats) -> None:
     table = Table(title=f"{result.total_nodes} nodes, {result.total_relationships} relationships")
     table.add_column("label / type")
     table.add_column("count", justify="right")
+    table.add_column("unresolved", justify="right")
     for label, count in result.nodes.items():
-        table.add_row(f"({label})", str(count))
+        stubs = result.unresolved.get(label)
+        table.add_row(f"({label})", str(count), str(stubs) if stubs else "")
     for rel_type, count in result.relationships.items():
-        table.add_row(f"[:{rel_type}]", str(count))
+        table.add_row(f"[:{rel_type}]", str(count), "")
     console.print(table)
+    if result.unresolved:
+        console.print(
+            "[dim]unresolved: only other records name them (no master record, no alias yet); "
+            "opsgraph aliases suggest lists likely duplicates[/]"
+        )
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -295,7 +303,11 @@ def ingest(
         Path | None, typer.Option(help="Dead-letter file (JSON lines); default under home.")
     ] = None,
     aliases: Annotated[
-        Path | None, typer.Option(help="TOML alias map: other systems' IDs -> business keys.")
+        Path | None,
+        typer.Option(
+            help="TOML alias map (other systems' IDs -> business keys), stored in the graph "
+            "so that every later run applies it too (see opsgraph aliases)."
+        ),
     ] = None,
     mapping: Annotated[
         list[Path] | None, typer.Option(help="TOML column mapping for another ERP/MES export.")
@@ -363,7 +375,7 @@ def ingest(
         if paths:
             raise typer.BadParameter("give either files or --mqtt, not both")
         _ingest_mqtt(
-            ctx, settings, mqtt, topic or [], client_id, Aliases.load(aliases), rules, as_json,
+            ctx, settings, mqtt, topic or [], client_id, _alias_file(aliases), rules, as_json,
             zone,
         )  # fmt: skip
         return
@@ -393,7 +405,7 @@ def ingest(
             scope=settings.uri or "embedded",
             batch_size=batch_size,
             on_record=on_record,
-            aliases=Aliases.load(aliases),
+            aliases=_alias_file(aliases),
             mappings=[load_mapping(path) for path in mapping or ()],
             timezone=zone,
         )
@@ -419,6 +431,13 @@ def ingest(
             _print_workflows(actions)
     if report.rejected:
         raise typer.Exit(3)
+
+
+def _alias_file(path: Path | None) -> Aliases:
+    try:
+        return Aliases.load(path)
+    except AliasError as error:
+        raise typer.BadParameter(str(error), param_hint="--aliases") from None
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -553,6 +572,12 @@ def _print_ingest(report: IngestReport) -> None:
         f"{report.records} records in {report.seconds:.2f} s ({rate:,.0f}/s): "
         f"{created} nodes/relationships created, {updated} updated, {report.rejected} rejected"
     )
+    declared = report.aliases or {}
+    if declared.get("added") or declared.get("merged") or declared.get("renamed"):
+        console.print(
+            f"{declared['added']} aliases stored; merged {len(declared['merged'])} nodes into "
+            f"their business keys, renamed {len(declared['renamed'])}"
+        )
     if report.parked or report.unparked:
         console.print(
             f"{report.parked} records parked until what they name arrives, {report.unparked} "
@@ -589,6 +614,131 @@ def _print_pending(entries: list[Parked], as_json: bool) -> None:
             soft_wrap=True,
             markup=False,
         )
+
+
+# -- aliases --------------------------------------------------------------------------------------
+
+aliases_app = typer.Typer(
+    help="Other systems' IDs for our entities, kept in the graph and applied by every ingest "
+    "path (files, --watch, webhooks, MQTT, GraphQL); exports translate back.",
+    no_args_is_help=True,
+)
+app.add_typer(aliases_app, name="aliases")
+
+
+def _declare(ctx: typer.Context, entries: list[Alias], source: str, as_json: bool) -> None:
+    with _open(ctx, as_json) as store:
+        try:
+            done = identity.declare(store, entries, source)
+        except AliasError as error:
+            err_console.print(f"[red]{error}[/]", soft_wrap=True)
+            raise typer.Exit(2) from None
+    if as_json:
+        _emit(done.as_dict())
+        return
+    console.print(f"{done.added} aliases stored, {done.unchanged} already known")
+    for what in done.merged:
+        console.print(f"  merged {what}")
+    for what in done.renamed:
+        console.print(f"  renamed {what}")
+    if done.merged:
+        console.print(f"  {done.relationships_moved} relationships moved")
+
+
+@aliases_app.command("import")
+def aliases_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help='TOML: [Machine] "DMU65-A" = "M-101".')],
+    as_json: JsonOption = False,
+) -> None:
+    """Store the aliases of a TOML file; nodes already stored under an alias are merged into
+    the node of its business key (relationships moved, provenance kept)."""
+    _declare(ctx, _alias_file(file).entries, str(file), as_json)
+
+
+@aliases_app.command("add")
+def aliases_add(
+    ctx: typer.Context,
+    label: Annotated[str, typer.Argument(help="Machine, Person, Supplier, Product, ...")],
+    alias: Annotated[str, typer.Argument(help="The ID the other system uses.")],
+    key: Annotated[str, typer.Argument(help="Our business key for the entity.")],
+    system: Annotated[
+        str, typer.Option(help="The system that uses the ID (exports to it translate back).")
+    ] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Declare one alias (merging the nodes, as import does)."""
+    try:
+        node_spec(label)
+    except SchemaError as error:
+        raise typer.BadParameter(str(error), param_hint="LABEL") from None
+    _declare(ctx, [Alias(label, alias, key, system)], "cli", as_json)
+
+
+@aliases_app.command("remove")
+def aliases_remove(
+    ctx: typer.Context,
+    label: Annotated[str, typer.Argument(help="The entity's label.")],
+    alias: Annotated[str, typer.Argument(help="The other system's ID.")],
+    system: Annotated[
+        str, typer.Option(help="The system, if the alias was declared with one.")
+    ] = "",
+) -> None:
+    """Forget an alias: later records with that ID make a node of their own again (nodes it
+    already merged stay merged)."""
+    try:
+        node_spec(label)
+    except SchemaError as error:
+        raise typer.BadParameter(str(error), param_hint="LABEL") from None
+    with _open(ctx, False) as store:
+        removed = identity.remove(store, label, alias, system)
+    if not removed:
+        err_console.print(f"no alias {alias!r} for {label} is stored")
+        raise typer.Exit(1)
+    console.print(f"removed {label} alias {alias!r}")
+
+
+@aliases_app.command("list")
+def aliases_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every stored alias, with the system that uses it and where it was declared."""
+    with _open(ctx, as_json) as store:
+        rows = identity.listing(store)
+    if as_json:
+        _emit(rows)
+        return
+    table = Table(title=f"{len(rows)} aliases")
+    for column in ("label", "alias", "business key", "system", "declared in"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["label"], row["alias"], row["key"], row["system"], row["source_record"] or ""
+        )
+    console.print(table)
+
+
+@aliases_app.command("suggest")
+def aliases_suggest(
+    ctx: typer.Context,
+    label: Annotated[list[str] | None, typer.Option(help="Only this label (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Likely duplicates for a human to confirm (same name, keys differing only in case,
+    punctuation or leading zeros, a node only named by records whose key is another's name),
+    each with the command that merges them."""
+    with _open(ctx, as_json) as store:
+        try:
+            found = identity.suggest(store, label)
+        except SchemaError as error:
+            raise typer.BadParameter(str(error), param_hint="--label") from None
+    if as_json:
+        _emit([s.as_dict() for s in found])
+        return
+    if not found:
+        console.print("no likely duplicates")
+        return
+    for s in found:
+        console.print(f"{s.label} {s.alias!r} looks like {s.key!r}: {s.reason}", markup=False)
+        console.print(f"  opsgraph aliases add {s.label} {s.alias} {s.key}", markup=False)
 
 
 # -- root-cause analysis --------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from typing import Any
 
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import VARIANTS, generate
-from opsgraph.ingest.runner import Aliases, IngestRunner
+from opsgraph.ingest.runner import IngestRunner
 
 
 class DemoPlants:

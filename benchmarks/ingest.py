@@ -23,10 +23,11 @@ from pathlib import Path
 
 from opsgraph.graph.constraints import apply_schema
 from opsgraph.graph.embedded import EmbeddedServer
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
-from opsgraph.ingest.runner import Aliases, IngestReport, IngestRunner, SourceFormat, expand
+from opsgraph.ingest.runner import IngestReport, IngestRunner, SourceFormat, expand
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from opsgraph.schema import SchemaError, node_spec, rel_spec
 
-from . import queries, read
+from . import identity, queries, read
 from .store import Store
 from .writer import BulkWriter, UpsertReport
 
@@ -52,7 +52,8 @@ def record_decision(
 
     ``action_id`` names the action (e.g. one a workflow created) this decision came out of:
     the action is linked to it and the decision to the deviations the action is about, so
-    the outcome recorded later is reachable from the deviation."""
+    the outcome recorded later is reachable from the deviation. People and entities may be
+    named by any system's ID the alias table knows (a worker app's user ID)."""
     if not CLIENT_ID.match(client_id):
         raise DecisionError("client_id: 1-80 letters, digits or _ . : - (retries reuse it)")
     if not summary.strip():
@@ -63,6 +64,9 @@ def record_decision(
         if label not in ABOUT:
             raise DecisionError(f"about: {label!r} is not one of {', '.join(ABOUT)}")
     decision_id = f"DEC-{client_id}"
+    aliases = identity.load(store)
+    decided_by = aliases("Person", decided_by)
+    about = [(label, aliases(label, key)) for label, key in about]
     origin = {"source_system": SOURCE_SYSTEM, "source_record": f"client:{client_id}"}
     writer = BulkWriter(store)
     missing = [

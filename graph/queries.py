@@ -106,11 +106,12 @@ def create_nodes(label: str, key: str, names: Sequence[str] = (), times: Sequenc
 
 
 def update_nodes(label: str, key: str, times: Sequence[str] = ()) -> str:
-    """Set new values on existing nodes and stamp the run that changed them."""
+    """Set new values on existing nodes and stamp the run that changed them. A node that
+    gets facts of its own is no longer ``unresolved`` (only references had named it)."""
     return (
         "UNWIND $rows AS row\n"
         f"MATCH (x:{ident(label)} {{{ident(key)}: row.key}})\n"
-        f"SET x += row.props{_times(times)}, {_STAMPS}"
+        f"SET x += row.props{_times(times)}, {_STAMPS}, x.unresolved = null"
     )
 
 
@@ -202,6 +203,11 @@ def node_index(label: str, prop: str) -> str:
 
 
 COUNT_NODES_BY_LABEL = "MATCH (n) UNWIND labels(n) AS label RETURN label, count(*) AS count"
+COUNT_UNRESOLVED_BY_LABEL = """
+MATCH (n) WHERE n.unresolved = true
+UNWIND labels(n) AS label
+RETURN label, count(*) AS count
+"""
 COUNT_RELATIONSHIPS_BY_TYPE = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS count"
 PING = "RETURN 1 AS ok"
 
@@ -968,4 +974,72 @@ def events_during(owner: str, kind: str, fields: Sequence[str], times: Sequence[
         f"MATCH (m)-[:{ident(rel_type)}]->(x:{ident(label)})\n"
         f"WHERE {overlaps}\n"
         f"RETURN DISTINCT k AS key, {projection('x', fields, times)} AS props"
+    )
+
+
+# Identity: other systems' IDs for our entities (graph/identity.py).
+ALIASES = """
+MATCH (a:Alias)
+RETURN a.entity_label AS label, a.other_id AS alias, a.business_key AS key,
+       coalesce(a.system, '') AS system, a.source_system AS source_system,
+       a.source_record AS source_record
+ORDER BY label, alias, system
+"""
+
+REMOVE_ALIAS = """
+MATCH (a:Alias {alias_id: $id})
+DELETE a
+RETURN count(*) AS removed
+"""
+
+
+def merge_properties(label: str, key: str, names: Sequence[str]) -> str:
+    """Give the node ``$key`` the values only the node ``$alias`` has (its own win), and
+    keep it ``unresolved`` only if both were."""
+    copied = "".join(f", t.{ident(n)} = coalesce(t.{ident(n)}, a.{ident(n)})" for n in names)
+    return (
+        f"MATCH (a:{ident(label)} {{{ident(key)}: $alias}})\n"
+        f"MATCH (t:{ident(label)} {{{ident(key)}: $key}})\n"
+        "SET t.unresolved = CASE WHEN a.unresolved AND t.unresolved THEN true END"
+        f"{copied}"
+    )
+
+
+def move_relationships(label: str, key: str, rel_type: str, other: str, outgoing: bool) -> str:
+    """Move the node ``$alias``'s relationships of one type to the node ``$key`` (merged
+    with one it already has to the same node; a link between the two is dropped)."""
+    node = f"{{{ident(key)}: $alias}}"
+    if outgoing:
+        found, made = f"(a)-[r:{ident(rel_type)}]->(b:{ident(other)})", "(t)-[x:{}]->(b)"
+    else:
+        found, made = f"(a)<-[r:{ident(rel_type)}]-(b:{ident(other)})", "(t)<-[x:{}]-(b)"
+    return (
+        f"MATCH (a:{ident(label)} {node})\n"
+        f"MATCH (t:{ident(label)} {{{ident(key)}: $key}})\n"
+        f"MATCH {found}\n"
+        "WHERE b <> t AND b <> a\n"
+        f"MERGE {made.format(ident(rel_type))}\n"
+        "ON CREATE SET x += properties(r)\n"
+        "DELETE r\n"
+        "RETURN count(*) AS moved"
+    )
+
+
+def delete_node(label: str, key: str) -> str:
+    """Remove the node ``$alias`` (and what links it still has) once merged."""
+    return f"MATCH (a:{ident(label)} {{{ident(key)}: $alias}})\nDETACH DELETE a"
+
+
+def rename_node(label: str, key: str) -> str:
+    """Give the node ``$alias`` its business key ``$key`` (no node had that key yet)."""
+    return f"MATCH (a:{ident(label)} {{{ident(key)}: $alias}})\nSET a.{ident(key)} = $key"
+
+
+def identities(label: str, key: str, named: bool) -> str:
+    """Every node of a label with its name (if the label has one) and whether it is
+    ``unresolved``: what ``aliases suggest`` compares."""
+    name = "x.name" if named else "null"
+    return (
+        f"MATCH (x:{ident(label)})\n"
+        f"RETURN x.{ident(key)} AS key, {name} AS name, x.unresolved AS unresolved"
     )

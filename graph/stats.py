@@ -12,6 +12,7 @@ from .store import Store
 class GraphStats:
     nodes: dict[str, int]
     relationships: dict[str, int]
+    unresolved: dict[str, int]  # nodes only other records name (no master record, no alias)
 
     @property
     def total_nodes(self) -> int:
@@ -25,6 +26,7 @@ class GraphStats:
         return {
             "nodes": self.nodes,
             "relationships": self.relationships,
+            "unresolved": self.unresolved,
             "total_nodes": self.total_nodes,
             "total_relationships": self.total_relationships,
         }
@@ -39,7 +41,11 @@ def deviation_summary(store: Store) -> dict[str, dict[str, int]]:
 
 
 def graph_stats(store: Store) -> GraphStats:
-    """Node counts by label and relationship counts by type, sorted by name."""
+    """Node counts by label (and how many of them are unresolved stubs) and relationship
+    counts by type, sorted by name."""
     nodes = {r["label"]: r["count"] for r in store.read(queries.COUNT_NODES_BY_LABEL)}
     rels = {r["type"]: r["count"] for r in store.read(queries.COUNT_RELATIONSHIPS_BY_TYPE)}
-    return GraphStats(dict(sorted(nodes.items())), dict(sorted(rels.items())))
+    stubs = {r["label"]: r["count"] for r in store.read(queries.COUNT_UNRESOLVED_BY_LABEL)}
+    return GraphStats(
+        dict(sorted(nodes.items())), dict(sorted(rels.items())), dict(sorted(stubs.items()))
+    )

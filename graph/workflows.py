@@ -48,7 +48,8 @@ import yaml
 from opsgraph.schema import rel_spec
 from opsgraph.schema.base import as_utc
 
-from . import queries, read
+from . import identity, queries, read
+from .identity import Aliases
 from .memory import DecisionMemory, DecisionMemoryError
 from .rca import RcaError, RootCauseAnalyzer
 from .risk import RiskModel
@@ -56,6 +57,7 @@ from .store import Store
 from .writer import BulkWriter
 
 SOURCE_SYSTEM = "opsgraph workflows"
+SAFETYCULTURE = "safetyculture"  # the system its aliases name (IDs of users and assets)
 PRIORITIES = ("low", "medium", "high", "critical")
 PLACEHOLDERS = ("type", "severity", "deviation", "description", "machine", "line", "order", "risk")
 
@@ -295,6 +297,7 @@ class WorkflowEngine:
         self.post = post
         self.retry_delay = retry_delay
         self.writer = BulkWriter(store)
+        self.aliases = Aliases()
 
     def run(
         self, deviation_ids: Sequence[str] | None = None, as_of: datetime | None = None
@@ -306,6 +309,7 @@ class WorkflowEngine:
         (default now) and are skipped when only new deviations are given.
         """
         report = WorkflowReport()
+        self.aliases = identity.load(self.store)  # exports name people and assets their way
         for workflow in self.workflows:
             if workflow.trigger == "deviation":
                 self._deviation_rule(workflow, deviation_ids, report)
@@ -580,7 +584,8 @@ class WorkflowEngine:
         about: list[tuple[str, str]],
         report: WorkflowReport,
     ) -> list[str]:
-        """The action in SafetyCulture's CreateAction shape: to a folder and/or a webhook."""
+        """The action in SafetyCulture's CreateAction shape: to a folder and/or a webhook,
+        naming the assignee and the asset by the IDs SafetyCulture knows (its aliases)."""
         export = workflow.export
         if not export.safetyculture_dir and not export.webhook:
             return []
@@ -593,7 +598,7 @@ class WorkflowEngine:
             "collaborators": (
                 [
                     {
-                        "collaborator_id": person,
+                        "collaborator_id": self.aliases.theirs("Person", person, SAFETYCULTURE),
                         "collaborator_type": "USER",
                         "assigned_role": "ASSIGNEE",
                     }
@@ -604,7 +609,7 @@ class WorkflowEngine:
         }
         machines = [key for label, key in about if label == "Machine"]
         if machines:
-            payload["asset_id"] = machines[0]
+            payload["asset_id"] = self.aliases.theirs("Machine", machines[0], SAFETYCULTURE)
         if props["priority"] in export.priority_ids:
             payload["priority_id"] = export.priority_ids[props["priority"]]
         body = json.dumps(payload, indent=1).encode()

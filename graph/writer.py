@@ -26,7 +26,12 @@ from neomodel import (
 )
 
 from opsgraph.schema import MANAGED_PROPERTIES, NodeSpec, RelSpec, node_spec
-from opsgraph.schema.base import PROVENANCE_PROPERTIES, UtcDateTimeProperty, as_utc
+from opsgraph.schema.base import (
+    PROVENANCE_PROPERTIES,
+    WRITER_FLAGS,
+    UtcDateTimeProperty,
+    as_utc,
+)
 
 from . import queries
 from .store import Rows, Store
@@ -80,7 +85,7 @@ class _FastPathMiss(Exception):
 
 
 def _deflate(target: str, properties: Mapping[str, Any], name: str, value: Any) -> Any:
-    if name in MANAGED_PROPERTIES:
+    if name in MANAGED_PROPERTIES or name in WRITER_FLAGS:
         raise _Reject(f"property {name!r} is set by the writer, not by input")
     prop = properties.get(name)
     if prop is None:
@@ -113,6 +118,7 @@ def _natives(target: str, properties: Mapping[str, Any]) -> dict[str, type]:
             for name, prop in properties.items()
             if type(prop) in _NATIVE
             and name not in MANAGED_PROPERTIES
+            and name not in WRITER_FLAGS
             and getattr(prop, "choices", None) is None
             and getattr(prop, "max_length", None) is None
         }
@@ -145,6 +151,8 @@ def _params(
     for entry in entries:
         props, times = {}, {}
         given = {**entry["origin"], **entry["props"]} if created else entry["props"]
+        if created and not entry["props"] and "start" not in entry:
+            given["unresolved"] = True  # a node (relationship rows carry their ends)
         for name, value in given.items():
             if name in temporal:
                 times[name] = value.isoformat()

@@ -1336,9 +1336,12 @@ class DemoWriter:
         }
 
     def _aliases(self) -> str:
-        lines = ["# Asset tags used in SafetyCulture -> SAP equipment IDs", "[Machine]"]
+        lines = [
+            "# Asset tags used in SafetyCulture -> SAP equipment IDs",
+            "[Machine.safetyculture]",
+        ]
         lines += [f'"{_asset(m, kind)}" = "{m}"' for m, (_, kind, _) in self.plant.machines.items()]
-        lines += ["", "# SafetyCulture user IDs -> SAP personnel numbers", "[Person]"]
+        lines += ["", "# SafetyCulture user IDs -> SAP personnel numbers", "[Person.safetyculture]"]
         lines += [f'"{p["user"]}" = "{pid}"' for pid, p in self.plant.people.items()]
         return "\n".join(lines) + "\n"
 

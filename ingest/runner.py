@@ -10,7 +10,6 @@ import hashlib
 import json
 import threading
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,8 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from opsgraph.graph import queries
+from opsgraph.graph import identity, queries
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.store import Rows, Store
 from opsgraph.graph.writer import BulkWriter, Rejection
 from opsgraph.schema import node_spec, rel_spec
@@ -151,31 +151,6 @@ def mapping_format(mapping: tables.TableMapping, rank: int = 40) -> SourceFormat
     )
 
 
-class Aliases:
-    """Declared identities across systems: the asset a worker app calls "DMU65-A" is the
-    machine SAP calls "M-101". Read from TOML, one table per label::
-
-        [Machine]
-        "DMU65-A" = "M-101"
-        [Person]
-        "user_623d74253aae4857aefb995d157e70e4" = "00004711"
-    """
-
-    def __init__(self, table: dict[str, dict[str, str]] | None = None) -> None:
-        self.table = {label: dict(keys) for label, keys in (table or {}).items()}
-        for label in self.table:
-            node_spec(label)  # an unknown label is a mistake in the file: say so now
-
-    @classmethod
-    def load(cls, path: Path | None) -> Aliases:
-        if path is None:
-            return cls()
-        return cls(tomllib.loads(Path(path).read_text()))
-
-    def __call__(self, label: str, key: str) -> str:
-        return self.table.get(label, {}).get(key, key)
-
-
 def unrecognised(path: Path) -> str:
     """Why no parser took a file, said about the file (where it is broken, what it holds)
     rather than about the parsers: a truncated export is to be fixed, not given a format."""
@@ -271,6 +246,7 @@ class IngestReport:
     parked: int = 0  # records of this run waiting for an entity they name
     parked_records: list[dict[str, Any]] = field(default_factory=list)  # ... and why
     unparked: int = 0  # records parked by earlier runs that loaded in this one
+    aliases: dict[str, Any] | None = None  # what declaring this run's --aliases did
     waiting: int = 0  # everything parked after this run
     seconds: float = 0.0
     write_seconds: float = 0.0
@@ -301,6 +277,7 @@ class IngestReport:
             "unparked": self.unparked,
             "waiting": self.waiting,
             "parked_records": self.parked_records,
+            "aliases": self.aliases,
         }
 
 
@@ -412,7 +389,10 @@ class IngestRunner:
         # write batches near batch_size instead of a few hundred rows each.
         self.buffer_rows = 10 * batch_size
         self.on_record = on_record
-        self.aliases = aliases or Aliases()
+        # declared on this runner (``--aliases FILE``): stored with the first run, then the
+        # store's table, read at the start of every run, is what applies
+        self.declared = aliases
+        self.aliases = Aliases()
         self.formats = [*(mapping_format(m) for m in mappings or ()), *FORMATS.values()]
         self.thresholds = thresholds or deviations.Thresholds()
         self.writer = BulkWriter(store, batch_size=batch_size)
@@ -553,6 +533,11 @@ class IngestRunner:
         dead_path.parent.mkdir(parents=True, exist_ok=True)
         with open(dead_path, "a") as dead:
             before = dead.tell()
+            if self.declared:
+                declared = identity.declare(self.store, self.declared.entries, self.declared.source)
+                report.aliases = declared.as_dict()
+                self.declared = None
+            self.aliases = identity.load(self.store)
             batch = _Batch(self.aliases, dead, track)
             try:
                 yield report, batch

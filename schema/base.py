@@ -12,6 +12,7 @@ from typing import Any
 
 import neo4j.time
 from neomodel import (
+    BooleanProperty,
     DateTimeNeo4jFormatProperty,
     FloatProperty,
     IntegerProperty,
@@ -26,6 +27,8 @@ from neomodel.properties import validator
 MANAGED_PROPERTIES = frozenset({"ingest_run", "ingested_at", "updated_at"})
 # Where a row came from; not part of what it says, so never a reason to call two rows different.
 PROVENANCE_PROPERTIES = frozenset({"source_system", "source_record"})
+# Flags the writer keeps (readable and filterable like any property, never set by input).
+WRITER_FLAGS = frozenset({"unresolved"})
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -107,6 +110,10 @@ class OpsNode(StructuredNode):
     ingest_run = StringProperty(help_text="ingest run that last changed this node")
     ingested_at = UtcDateTimeProperty(help_text="when this node was first written")
     updated_at = UtcDateTimeProperty(help_text="when ingest last changed this node")
+    unresolved = BooleanProperty(
+        index=True,
+        help_text="true while only other records name this entity (no master record, no alias)",
+    )
 
 
 class SourceRel(StructuredRel):

@@ -67,6 +67,20 @@ class Machine(OpsNode):
     changeovers = RelationshipTo("Changeover", "HAD_CHANGEOVER", model=SourceRel)
 
 
+# --- Identity across systems -----------------------------------------------------------------
+
+
+class Alias(OpsNode):
+    """Another system's ID for one of our entities (the asset tag a worker app uses for SAP
+    equipment M-101): every ingest path maps it to the business key, exports map it back."""
+
+    alias_id = StringProperty(unique_index=True, required=True, help_text="'Machine|DMU65-A'")
+    entity_label = StringProperty(index=True, help_text="the label of the entity it names")
+    other_id = StringProperty(index=True, help_text="the ID the other system uses")
+    business_key = StringProperty(index=True, help_text="our business key for the entity")
+    system = StringProperty(help_text="the system that uses the ID (e.g. 'safetyculture')")
+
+
 # --- Demand and plan --------------------------------------------------------------------------
 
 

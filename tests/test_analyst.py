@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from opsgraph.graph.analyst import GRASS, grass, saved_queries
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.rca import QUALITY, RootCauseAnalyzer
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
-from opsgraph.ingest.runner import Aliases, IngestRunner
+from opsgraph.ingest.runner import IngestRunner
 from opsgraph.schema import node_specs
 
 

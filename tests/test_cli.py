@@ -18,6 +18,7 @@ from opsgraph.api.cli import app
 from opsgraph.graph.embedded import find_runtime
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
+from opsgraph.schema import node_specs
 
 runner = CliRunner()
 DATA = Path(__file__).parent / "data"
@@ -50,7 +51,7 @@ def test_demo_generates_loads_and_reports_the_plant(settings: Settings, store: S
 
 def test_schema_apply_reports_constraints_and_indexes(settings: Settings, store: Store) -> None:
     result = _run_json(settings, "schema", "apply")
-    assert result["constraints"] == 30 and result["indexes"] > 30
+    assert result["constraints"] == len(node_specs()) == 31 and result["indexes"] > 31
 
 
 def test_db_status_reports_the_running_server(settings: Settings) -> None:
@@ -227,3 +228,40 @@ def test_demo_generate_refuses_a_folder_that_holds_files_unless_forced(tmp_path:
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["files"] > 1
     assert (out / "ground_truth.json").exists() and (out / "notes.txt").exists()
+
+
+def test_aliases_commands_store_list_suggest_and_remove(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "maintenance.csv").write_text(
+        "maintenance_id,machine_id,maintenance_type\nMX-1,MILL-101,preventive\n"
+        "MX-2,M-0101,preventive\n"
+    )
+    (tmp_path / "equipment.csv").write_text("machine_id,line_id,name\nM-101,L1,MILL-101\n")
+    _run_json(
+        settings, "ingest", str(tmp_path / "equipment.csv"), str(tmp_path / "maintenance.csv")
+    )
+    stats = _run_json(settings, "stats")
+    assert stats["unresolved"] == {"Line": 1, "Machine": 2}
+    suggested = _run_json(settings, "aliases", "suggest", "--label", "Machine")
+    assert {(s["alias"], s["key"]) for s in suggested} == {
+        ("MILL-101", "M-101"),
+        ("M-0101", "M-101"),
+    }
+    (tmp_path / "aliases.toml").write_text('[Machine.cmms]\n"MILL-101" = "M-101"\n')
+    imported = _run_json(settings, "aliases", "import", str(tmp_path / "aliases.toml"))
+    assert imported["merged"] == ["Machine 'MILL-101' -> 'M-101'"]
+    added = _run_json(settings, "aliases", "add", "Machine", "M-0101", "M-101")
+    assert added["merged"] == ["Machine 'M-0101' -> 'M-101'"]
+    assert _run_json(settings, "stats")["unresolved"] == {"Line": 1}
+    listed = _run_json(settings, "aliases", "list")
+    assert [(a["alias"], a["system"]) for a in listed] == [("M-0101", ""), ("MILL-101", "cmms")]
+    conflict = runner.invoke(app, [*_args(settings), "aliases", "add", "Machine", "M-0101", "M-7"])
+    assert conflict.exit_code == 2 and "already stands for 'M-101'" in conflict.output
+    bad = runner.invoke(app, [*_args(settings), "aliases", "add", "Robot", "R", "M-1"])
+    assert bad.exit_code == 2 and "unknown label 'Robot'" in bad.output
+    removed = runner.invoke(
+        app, [*_args(settings), "aliases", "remove", "Machine", "MILL-101", "--system", "cmms"]
+    )
+    assert removed.exit_code == 0, removed.output
+    assert [a["alias"] for a in _run_json(settings, "aliases", "list")] == ["M-0101"]

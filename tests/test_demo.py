@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
-from opsgraph.ingest.runner import Aliases, IngestRunner
+from opsgraph.ingest.runner import IngestRunner
 
 
 def test_same_seed_same_plant_other_seed_other_plant(tmp_path: Path) -> None:

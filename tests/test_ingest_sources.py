@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from opsgraph.graph.identity import Aliases
 from opsgraph.graph.store import Store
-from opsgraph.ingest.runner import Aliases, IngestReport, IngestRunner
+from opsgraph.ingest.runner import IngestReport, IngestRunner
 
 DATA = Path(__file__).parent / "data"
 SOURCES = [DATA / "sap", DATA / "mes", DATA / "worker"]

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from opsgraph.api.app import ApiKeys, create_app
 from opsgraph.api.cli import app
 from opsgraph.api.graphql import Context, build_schema
-from opsgraph.graph import decisions
+from opsgraph.graph import decisions, identity
+from opsgraph.graph.identity import Alias
 from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.graph.workflows import WorkflowEngine, WorkflowError, file_name, parse_workflows
@@ -322,3 +323,28 @@ workflows:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert found == [{"person": "QE-1"}]
+
+
+def test_exports_name_the_assignee_and_asset_by_their_safetyculture_ids(
+    store: Store, tmp_path: Path, receiver: Receiver
+) -> None:
+    _plant(store, bad_runs=BAD_RUNS)
+    _crew(store)
+    identity.declare(
+        store,
+        [
+            Alias("Person", "user_5c1e0b8f", "P-1", "safetyculture"),
+            Alias("Machine", "MILL-1", "M1"),  # another system's tag: not SafetyCulture's
+            Alias("Machine", "asset_91f2", "M1", "SafetyCulture"),
+        ],
+        "test",
+    )
+    report = _engine(store, tmp_path, RULES.replace("WEBHOOK", receiver.url)).run()
+    on_shift = next(f for f in report.fired if f.subject == "DEV-SCRAP-10009/0010")
+    exported = json.loads(
+        (tmp_path / "outbox" / f"{file_name(on_shift.action_id)}.json").read_text()
+    )
+    assert exported["collaborators"][0]["collaborator_id"] == "user_5c1e0b8f"
+    assert exported["asset_id"] == "asset_91f2"
+    # the graph keeps our keys: the action is assigned to P-1
+    assert on_shift.assignee == "P-1"
