@@ -457,6 +457,7 @@ RETURN DISTINCT key, o.operation_id AS operation
 RCA_ALARMS_LIKE = """
 MATCH (a:Alarm)
 WHERE a.code IN $codes AND a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+  AND coalesce(a.level, '') <> 'Normal'
 MATCH (m:Machine)-[:RAISED]->(a)
 RETURN m.machine_id AS machine, a.code AS code, a.level AS level, a.raised_at AS at
 """
@@ -542,6 +543,7 @@ RCA_ALARMS = """
 UNWIND $machines AS mid
 MATCH (:Machine {machine_id: mid})-[:RAISED]->(a:Alarm)
 WHERE a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+  AND coalesce(a.level, '') <> 'Normal'
 RETURN mid AS machine, a.alarm_id AS id, a.code AS code, a.level AS level,
        a.raised_at AS at, a.message AS message
 """
@@ -855,6 +857,24 @@ MATCH (s:MachineState {state_id: key})
 DETACH DELETE s
 """
 
+# Alarms chain like states: one raised in one file is cleared by its data item's next return
+# to Normal, whichever file, run or message brought it: an alarm that its own stream cleared,
+# or a Normal kept for this (level 'Normal'). Open alarms of any age, the rest since $since.
+ALARM_TIMELINES = """
+UNWIND $machines AS key
+MATCH (:Machine {machine_id: key})-[:RAISED]->(a:Alarm)
+WHERE a.data_item IS NOT NULL
+  AND (a.cleared_at IS NULL OR a.cleared_inferred = true OR a.cleared_at >= datetime($since))
+RETURN key AS machine, a.alarm_id AS id, a.data_item AS item, a.level AS level,
+       a.raised_at AS raised, a.cleared_at AS cleared, a.cleared_inferred AS inferred
+"""
+
+CLEAR_ALARMS = """
+UNWIND $rows AS row
+MATCH (a:Alarm {alarm_id: row.id})
+SET a.cleared_at = datetime(row.at), a.cleared_inferred = true
+"""
+
 # Live sources (MQTT) resume a machine's open alarms after a restart.
 OPEN_MACHINE_ALARMS = """
 MATCH (m:Machine {machine_id: $machine})-[:RAISED]->(a:Alarm)
@@ -958,7 +978,8 @@ WINDOW_EVENTS = {
     "alarms": (
         "RAISED",
         "Alarm",
-        "x.raised_at <= e AND (x.cleared_at IS NULL OR x.cleared_at >= s)",
+        "x.raised_at <= e AND (x.cleared_at IS NULL OR x.cleared_at >= s) "
+        "AND coalesce(x.level, '') <> 'Normal'",
     ),
     "states": ("HAD_STATE", "MachineState", "x.start <= e AND (x.end IS NULL OR x.end >= s)"),
 }

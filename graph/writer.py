@@ -490,6 +490,37 @@ class BulkWriter:
             self.store.write(queries.MERGE_REPEATED_STATES, ids=Rows(repeated))
         return {c["id"] for c in closed}, len(repeated)
 
+    def chain_alarms(self, machines: Collection[str], since: datetime) -> set[str]:
+        """Clear the machines' open alarms where their data item next returned to Normal,
+        from the alarms now stored: a condition raised at the end of one day's file returns
+        to Normal in the next, and the files may load in any order. A return to Normal is an
+        alarm's own ``cleared_at`` or a kept Normal. Alarms their own stream cleared stay as
+        they are. Returns the alarms whose clearing time changed."""
+        if not machines:
+            return set()
+        rows = self.store.read(
+            queries.ALARM_TIMELINES, machines=Rows(sorted(machines)), since=since.isoformat()
+        )
+        items: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            row["raised"], row["cleared"] = as_utc(row["raised"]), as_utc(row["cleared"])
+            if row["raised"] is not None:
+                items.setdefault((row["machine"], row["item"]), []).append(row)
+        cleared = []
+        for alarms in items.values():
+            normals = sorted(
+                a["cleared"] for a in alarms if a["cleared"] is not None and not a["inferred"]
+            )
+            for alarm in alarms:
+                if alarm["level"] == "Normal" or (alarm["cleared"] and not alarm["inferred"]):
+                    continue
+                at = next((t for t in normals if t >= alarm["raised"]), None)
+                if at is not None and at != alarm["cleared"]:
+                    cleared.append({"id": alarm["id"], "at": at.isoformat()})
+        if cleared:
+            self.store.write(queries.CLEAR_ALARMS, rows=Rows(cleared))
+        return {c["id"] for c in cleared}
+
     # -- shared bookkeeping --------------------------------------------------------------------
 
     def _account(

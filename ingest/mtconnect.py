@@ -60,6 +60,7 @@ class Device:
         self.name = name
         self.state: tuple[str, str] | None = None  # the state it is in, and its reason
         self.open_alarms: dict[str, list[tuple[str, datetime]]] = {}
+        self.normals: set[str] = set()  # data items this stream saw return to Normal
 
 
 def state_rows(device: Device, state_id: str, props: dict) -> list[NodeRow | RelRow]:
@@ -177,7 +178,7 @@ def _condition(
         message = (element.text or "").strip() or None
         yield raise_alarm(device, position, item_id, code, level, message, moment, element.text)
     else:
-        yield clear_alarms(device, position, item_id, level, moment)
+        yield clear_alarms(device, position, item_id, level, moment, carry=True)
 
 
 def raise_alarm(
@@ -192,6 +193,7 @@ def raise_alarm(
 ) -> Record:
     """A Warning or Fault on a data item opens an alarm, kept open until a Normal clears it."""
     alarm_id = f"{device.name}/{code}/{moment.isoformat()}"
+    item = {"data_item": item_id} if item_id else {}
     props = {
         "alarm_id": alarm_id,
         "code": code,
@@ -203,7 +205,7 @@ def raise_alarm(
     return Record(
         position,
         [
-            NodeRow("Alarm", {k: v for k, v in props.items() if v is not None}),
+            NodeRow("Alarm", {k: v for k, v in props.items() if v is not None} | item),
             NodeRow("Machine", {"machine_id": device.name}),
             RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id),
         ],
@@ -212,13 +214,36 @@ def raise_alarm(
 
 
 def clear_alarms(
-    device: Device, position: str, item_id: str, level: str, moment: datetime
+    device: Device,
+    position: str,
+    item_id: str,
+    level: str,
+    moment: datetime,
+    carry: bool = False,
 ) -> Record | SkippedRecord:
-    """A Normal clears the alarms open on the same data item."""
-    if level != "Normal" or not device.open_alarms.get(item_id):
+    """A Normal clears the alarms open on the same data item. With ``carry``, a Normal with
+    nothing open on its item in this stream is kept (an Alarm of level Normal, once per item
+    and stream), so that the runner can clear what another file raised before it, whichever
+    of them loads first (an alarm this stream cleared says as much by its ``cleared_at``)."""
+    if level != "Normal":
         return SkippedRecord(position, f"{level} condition with nothing to clear")
-    cleared = device.open_alarms.pop(item_id)
+    if device.open_alarms.get(item_id):
+        cleared = device.open_alarms.pop(item_id)
+        rows: list[NodeRow | RelRow] = [NodeRow("Machine", {"machine_id": device.name})]
+        for alarm_id, _ in cleared:  # the machine named again: its other files' alarms chain
+            rows.append(NodeRow("Alarm", {"alarm_id": alarm_id, "cleared_at": moment}))
+            rows.append(RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id))
+        return Record(position, rows)
+    if not carry or not item_id or item_id in device.normals:
+        return SkippedRecord(position, "Normal condition with nothing to clear")
+    device.normals.add(item_id)
+    alarm_id = f"{device.name}/{item_id}/Normal/{moment.isoformat()}"
+    props = {"alarm_id": alarm_id, "code": item_id, "level": "Normal", "data_item": item_id}
     return Record(
         position,
-        [NodeRow("Alarm", {"alarm_id": alarm_id, "cleared_at": moment}) for alarm_id, _ in cleared],
+        [
+            NodeRow("Alarm", {**props, "raised_at": moment, "cleared_at": moment}),
+            NodeRow("Machine", {"machine_id": device.name}),
+            RelRow("Machine", "RAISED", "Alarm", device.name, alarm_id),
+        ],
     )

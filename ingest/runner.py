@@ -765,6 +765,7 @@ class IngestRunner:
             for wave in _waves(list(buffer.rels.items())):
                 results += pool.map(lambda group: self._write_rels(group, fresh), wave)
         self._chain_states(buffer, batch, report)
+        self._chain_alarms(buffer, batch)
         for target, rows, result in results:
             counts = report.writes.setdefault(
                 target, {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
@@ -850,6 +851,24 @@ class IngestRunner:
         if batch.touched is not None:
             batch.touched.setdefault("MachineState", set()).update(closed)
             batch.touched.setdefault("Machine", set()).update(machines)
+
+    def _chain_alarms(self, buffer: _Buffer, batch: _Batch) -> None:
+        """Clear alarms across files and runs, for the machines whose alarms (raised,
+        cleared, or a condition's return to Normal) this batch wrote."""
+        times = []
+        for props, _ in buffer.nodes.get("Alarm", ()):
+            try:
+                times.append(as_utc(props.get("raised_at") or props.get("cleared_at")))
+            except ValueError:
+                continue  # the writer rejected it with the reason
+        times = [t for t in times if t is not None]
+        raised = buffer.rels.get(("Machine", "RAISED", "Alarm"), ())
+        machines = {data["start"] for data, _ in raised}
+        if not times or not machines:
+            return
+        cleared = self.writer.chain_alarms(machines, min(times))
+        if batch.touched is not None:
+            batch.touched.setdefault("Alarm", set()).update(cleared)
 
     def _write_nodes(self, group: tuple[str, list[tuple[dict, int]]]) -> tuple:
         label, rows = group

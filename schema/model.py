@@ -251,10 +251,17 @@ class MachineState(OpsNode):
 class Alarm(OpsNode):
     alarm_id = StringProperty(unique_index=True, required=True)
     code = StringProperty(index=True)
-    level = StringProperty(help_text="Warning, Fault, Normal, Unavailable (MTConnect condition)")
+    level = StringProperty(
+        help_text="Warning or Fault (MTConnect condition); Normal: the condition's return to "
+        "normal, kept to close an alarm raised in another file"
+    )
     message = StringProperty()
     raised_at = UtcDateTimeProperty(index=True)
     cleared_at = UtcDateTimeProperty()
+    data_item = StringProperty(help_text="the MTConnect data item (condition) it was reported on")
+    cleared_inferred = BooleanProperty(
+        help_text="cleared_at is the condition's next Normal, from another file, run or message"
+    )
 
 
 class ProcessReading(OpsNode):

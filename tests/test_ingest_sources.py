@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from opsgraph.graph import queries
 from opsgraph.graph.identity import Aliases
 from opsgraph.graph.store import Store
 from opsgraph.ingest.runner import IngestReport, IngestRunner
@@ -268,6 +269,66 @@ def test_machine_states_chain_across_files_runs_and_out_of_order(
     ]
     again = runner.run([day1, day2, day3], full=True)
     assert len(_states(store)) == 5 and again.rejected == 0
+
+
+def _conditions(day: str, observations: list[tuple[str, str]]) -> str:
+    """An agent's Streams document for M-900 with (time, level) spindle conditions."""
+    conditions = "".join(
+        f'<{level} dataItemId="spindle_cond" timestamp="{day}T{t}Z" sequence="{i}" type="LOAD"'
+        + (' nativeCode="SPINDLE_VIB">Spindle vibration</Fault>' if level == "Fault" else "/>")
+        for i, (t, level) in enumerate(observations, start=1)
+    )
+    return (
+        '<MTConnectStreams xmlns="urn:mtconnect.org:MTConnectStreams:2.0"><Streams>'
+        '<DeviceStream name="M-900" uuid="m900"><ComponentStream component="Rotary" '
+        f'name="C" componentId="c1"><Condition>{conditions}</Condition></ComponentStream>'
+        "</DeviceStream></Streams></MTConnectStreams>"
+    )
+
+
+def _alarms(store: Store) -> list[tuple[str, str | None, bool | None]]:
+    rows = store.read(
+        "MATCH (:Machine {machine_id: 'M-900'})-[:RAISED]->(a:Alarm) WHERE a.level = 'Fault' "
+        "RETURN a.raised_at AS raised, a.cleared_at AS cleared, a.cleared_inferred AS inferred "
+        "ORDER BY a.raised_at"
+    )
+    return [
+        (str(r["raised"])[:16], r["cleared"] and str(r["cleared"])[:16], r["inferred"])
+        for r in rows
+    ]
+
+
+@pytest.mark.parametrize("order", ["in order", "late file first"])
+def test_alarms_clear_across_files_and_runs_whatever_the_order(
+    store: Store, tmp_path: Path, order: str
+) -> None:
+    runner = IngestRunner(store, tmp_path / "state")
+    day1, day2 = tmp_path / "day1.xml", tmp_path / "day2.xml"
+    # raised late on day 1 (and once cleared within the file), back to Normal after midnight
+    day1.write_text(
+        _conditions(
+            "2026-11-02",
+            [("08:00:00", "Fault"), ("08:30:00", "Normal"), ("23:50:00", "Fault")],
+        )
+    )
+    day2.write_text(_conditions("2026-11-03", [("00:10:00", "Normal"), ("02:00:00", "Fault")]))
+    for file in [day1, day2] if order == "in order" else [day2, day1]:
+        assert runner.run([file]).rejected == 0
+    assert _alarms(store) == [
+        ("2026-11-02T08:00", "2026-11-02T08:30", None),  # its own file cleared it
+        ("2026-11-02T23:50", "2026-11-03T00:10", True),  # the next file's Normal
+        ("2026-11-03T02:00", None, None),  # still open
+    ]
+    # a return to Normal is kept to clear other files' alarms, not shown as an alarm
+    during = store.read(
+        queries.RCA_ALARMS,
+        machines=["M-900"],
+        since="2026-11-01T00:00:00+00:00",
+        until="2026-11-04T00:00:00+00:00",
+    )
+    assert {r["level"] for r in during} == {"Fault"} and len(during) == 3
+    again = runner.run([day1, day2], full=True)
+    assert again.rejected == 0 and _alarms(store)[1][1] == "2026-11-03T00:10"
 
 
 def test_safetyculture_items_that_arrive_before_their_inspection_all_load(
