@@ -340,6 +340,14 @@ def ingest(
     pending: Annotated[
         bool, typer.Option(help="List the records waiting for an entity they name, and exit.")
     ] = False,
+    retry_dead_letters: Annotated[
+        bool,
+        typer.Option(
+            help="Read again every file and webhook body that rejected records came from (after "
+            "a fix: --timezone, an alias, a mapping); PATHS, if given, are the dead-letter files "
+            "to replay (default: all of this home's)."
+        ),
+    ] = False,
     timezone: Annotated[
         str | None,
         typer.Option(
@@ -379,7 +387,7 @@ def ingest(
             zone,
         )  # fmt: skip
         return
-    if not paths:
+    if not paths and not retry_dead_letters:
         raise typer.BadParameter("name files or directories to load (or --mqtt URL)")
     with (
         _open(ctx, as_json) as store,
@@ -419,9 +427,13 @@ def ingest(
             except KeyboardInterrupt:
                 return
             return
-        report = runner.run(
-            paths, format_name, full=full, dead_letter_path=dead_letters, rules=deviation_rules
-        )
+        if retry_dead_letters:
+            report = runner.retry_dead_letters(paths or None, rules=deviation_rules)
+        else:
+            report = runner.run(
+                paths or [], format_name, full=full, dead_letter_path=dead_letters,
+                rules=deviation_rules,
+            )  # fmt: skip
         actions = _engine(store, settings, rules).run(report.new_deviations) if rules else None
     if as_json:
         _emit({**report.as_dict(), "workflows": actions.as_dict() if actions else None})
@@ -572,6 +584,15 @@ def _print_ingest(report: IngestReport) -> None:
         f"{report.records} records in {report.seconds:.2f} s ({rate:,.0f}/s): "
         f"{created} nodes/relationships created, {updated} updated, {report.rejected} rejected"
     )
+    replayed = report.replayed
+    if replayed is not None:
+        console.print(
+            f"replayed {len(replayed['dead_letter_files'])} dead-letter files: read "
+            f"{len(replayed['sources'])} files and webhook bodies again; "
+            f"{len(replayed['not_replayable'])} dead letters name nothing to read again"
+        )
+        for entry in replayed["not_replayable"][:5]:
+            err_console.print(f"  {entry.get('source')}: {entry['why']}", markup=False)
     declared = report.aliases or {}
     if declared.get("added") or declared.get("merged") or declared.get("renamed"):
         console.print(

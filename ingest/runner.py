@@ -247,6 +247,7 @@ class IngestReport:
     parked_records: list[dict[str, Any]] = field(default_factory=list)  # ... and why
     unparked: int = 0  # records parked by earlier runs that loaded in this one
     aliases: dict[str, Any] | None = None  # what declaring this run's --aliases did
+    replayed: dict[str, Any] | None = None  # what --retry-dead-letters read again
     waiting: int = 0  # everything parked after this run
     seconds: float = 0.0
     write_seconds: float = 0.0
@@ -278,6 +279,7 @@ class IngestReport:
             "waiting": self.waiting,
             "parked_records": self.parked_records,
             "aliases": self.aliases,
+            "replayed": self.replayed,
         }
 
 
@@ -465,6 +467,56 @@ class IngestRunner:
         """
         with self._running, _COLLECTOR.fewer(), self._zone():
             return self._run(paths, format_name, full, dead_letter_path, rules)
+
+    def retry_dead_letters(
+        self, letters: list[Path] | None = None, rules: bool = True
+    ) -> IngestReport:
+        """Replay what earlier runs rejected, after a fix (a ``--timezone``, an alias, a
+        mapping, a corrected file): every file or webhook body that a dead letter names is
+        read again whole (records that loaded before are unchanged now). ``letters``: the
+        dead-letter files to replay, by default all of this home's. Dead letters of messages
+        (MQTT) and of the deviation rules name nothing to read again and are reported as
+        such. The dead-letter files of this home that were replayed move to ``replayed/``;
+        what fails again is in this run's own dead-letter file, with its reason."""
+        folder = self.state_dir / "dead-letters"
+        given = letters is not None
+        letters = list(letters) if given else sorted(folder.glob("*.jsonl"))
+        sources: set[Path] = set()
+        others: list[dict[str, Any]] = []
+        for letter in letters:
+            for number, line in enumerate(letter.read_text().splitlines(), start=1):
+                try:
+                    entry = json.loads(line)
+                    named = Path(str(entry["source"]).removesuffix(PARKED))
+                except (ValueError, KeyError, TypeError):
+                    others.append({"letter": str(letter), "line": number, "why": "unreadable"})
+                    continue
+                if named.is_file():
+                    sources.add(named)
+                    continue
+                why = {
+                    "rules": "a deviation rule's finding (the rules run again anyway)",
+                    "uns-json": "an MQTT message (the broker does not send it again)",
+                    "sparkplug-b": "an MQTT message (the broker does not send it again)",
+                }.get(entry.get("format"), "its file is no longer there")
+                others.append(
+                    {"source": entry["source"], "position": entry.get("position"), "why": why}
+                )
+        report = self.run(sorted(sources), full=True, rules=rules)
+        done = folder / "replayed"
+        moved = []
+        for letter in letters:
+            if letter.parent.resolve() == folder.resolve():
+                done.mkdir(exist_ok=True)
+                letter.replace(done / letter.name)
+                moved.append(str(done / letter.name))
+        report.replayed = {
+            "dead_letter_files": [str(x) for x in letters],
+            "sources": [str(x) for x in sorted(sources)],
+            "not_replayable": others,
+            "moved_to": moved,
+        }
+        return report
 
     def run_streams(
         self, streams: list[Stream], dead_letter_path: Path | None = None, rules: bool = True

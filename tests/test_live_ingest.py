@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from opsgraph.graph.settings import Settings
 from opsgraph.graph.store import Store
 from opsgraph.ingest.live import LiveIngest
 from opsgraph.ingest.runner import IngestRunner
+from opsgraph.schema.base import as_utc
 
 DATA = Path(__file__).parent / "data"
 
@@ -157,3 +159,45 @@ def test_a_submitter_that_gave_up_does_not_stop_the_group(store: Store, tmp_path
     live.close()
     found = store.read("MATCH (q:QualityCheck) RETURN q.check_id AS id ORDER BY id")
     assert found == [{"id": "QC-C-0"}, {"id": "QC-C-1"}]  # both committed all the same
+
+
+def test_dead_letters_are_replayed_after_a_fix_files_and_webhook_bodies(
+    store: Store, tmp_path: Path
+) -> None:
+    """Local-time exports are rejected until the run is told the zone; replaying the dead
+    letters then loads them, from the plant's file and from the webhook's inbox alike."""
+    states = (
+        '{"machine_id": "M-1", "state": "running", "start": "2026-11-02T08:00:00"}\n'
+        '{"machine_id": "M-1", "state": "idle", "start": "2026-11-02T09:00:00+01:00"}\n'
+    )
+    export = tmp_path / "plant" / "states.jsonl"
+    export.parent.mkdir()
+    export.write_text(states)
+    first = IngestRunner(store, tmp_path / "ingest").run([export])
+    assert first.rejected == 1
+    key = ApiKeys(tmp_path).create("writer", "mes")
+    with TestClient(create_app(store, Settings(home=tmp_path))) as client:
+        posted = client.post(
+            "/ingest",
+            params={"filename": "m2.jsonl"},
+            content=states.replace("M-1", "M-2"),
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert posted.status_code == 422
+    letters = sorted((tmp_path / "ingest" / "dead-letters").glob("*.jsonl"))
+    assert len(letters) == 2
+    runner = IngestRunner(store, tmp_path / "ingest", timezone=ZoneInfo("Europe/Berlin"))
+    replay = runner.retry_dead_letters()
+    assert replay.rejected == 0 and replay.replayed is not None
+    assert len(replay.replayed["sources"]) == 2 and replay.replayed["not_replayable"] == []
+    starts = store.read(
+        "MATCH (m:Machine)-[:HAD_STATE]->(s:MachineState {state: 'running'}) "
+        "RETURN m.machine_id AS m, s.start AS start ORDER BY m"
+    )
+    assert [(r["m"], as_utc(r["start"]).isoformat()) for r in starts] == [
+        ("M-1", "2026-11-02T07:00:00+00:00"),  # 08:00 in Berlin
+        ("M-2", "2026-11-02T07:00:00+00:00"),
+    ]
+    # the replayed letters are kept apart; nothing failed again, so nothing new is waiting
+    assert sorted(p.name for p in (tmp_path / "ingest" / "dead-letters").glob("*.jsonl")) == []
+    assert len(list((tmp_path / "ingest" / "dead-letters" / "replayed").glob("*.jsonl"))) == 2
