@@ -584,6 +584,11 @@ def _print_ingest(report: IngestReport) -> None:
         f"{report.records} records in {report.seconds:.2f} s ({rate:,.0f}/s): "
         f"{created} nodes/relationships created, {updated} updated, {report.rejected} rejected"
     )
+    if report.stubbed:
+        named = ", ".join(f"{label} {n}" for label, n in sorted(report.stubbed.items()))
+        console.print(
+            f"created unresolved (only named by other records, no master record yet): {named}"
+        )
     replayed = report.replayed
     if replayed is not None:
         console.print(

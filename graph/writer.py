@@ -62,6 +62,7 @@ class UpsertReport:
     seconds: float = 0.0
     rejected: list[Rejection] = field(default_factory=list)
     created_keys: set[str] = field(default_factory=set, repr=False)
+    stubbed: int = 0  # nodes created from references only, flagged unresolved
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class UpsertReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected": len(self.rejected),
+            "stubbed": self.stubbed,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
         }
@@ -328,10 +330,11 @@ class BulkWriter:
                 rows, _, times = _params(changed, spec.temporal)
                 query = queries.update_nodes(spec.label, spec.key, times)
                 tx.run(query, rows=rows, **stamps).consume()
-            return [row["key"] for row in new], len(changed)
+            return [row["key"] for row in new], len(changed), sum(not r["props"] for r in new)
 
-        new_keys, updated = self.store.transaction(work, merge_batch=True)
+        new_keys, updated, stubbed = self.store.transaction(work, merge_batch=True)
         report.created_keys.update(new_keys)
+        report.stubbed += stubbed
         self._account(report, len(batch), len(new_keys), updated, started)
 
     # -- relationships -------------------------------------------------------------------------

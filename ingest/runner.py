@@ -248,6 +248,7 @@ class IngestReport:
     unparked: int = 0  # records parked by earlier runs that loaded in this one
     aliases: dict[str, Any] | None = None  # what declaring this run's --aliases did
     replayed: dict[str, Any] | None = None  # what --retry-dead-letters read again
+    stubbed: dict[str, int] = field(default_factory=dict)  # unresolved nodes created, by label
     waiting: int = 0  # everything parked after this run
     seconds: float = 0.0
     write_seconds: float = 0.0
@@ -280,6 +281,7 @@ class IngestReport:
             "parked_records": self.parked_records,
             "aliases": self.aliases,
             "replayed": self.replayed,
+            "stubbed": self.stubbed,
         }
 
 
@@ -826,6 +828,8 @@ class IngestRunner:
             counts["updated"] += result.updated
             counts["unchanged"] += result.unchanged
             counts["rejected"] += len(result.rejected)
+            if result.stubbed:
+                report.stubbed[target] = report.stubbed.get(target, 0) + result.stubbed
             for rejection in result.rejected:
                 failed.setdefault(rows[rejection.position][1], []).append(_describe(rejection))
         for index, reasons in sorted(failed.items()):

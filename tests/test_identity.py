@@ -51,6 +51,7 @@ def test_alias_declared_after_the_fact_merges_the_two_nodes(store: Store, tmp_pa
         _files(tmp_path, equipment_csv=EQUIPMENT, maintenance_csv=MAINTENANCE, states_jsonl=STATES)
     )
     assert report.rejected == 0
+    assert report.stubbed == {"Machine": 1, "Line": 1}  # DMU65-A (maintenance, state), L1
     before = _machines(store)
     assert set(before) == {"M-101", "DMU65-A"}
     assert before["DMU65-A"]["unresolved"] is True  # only the maintenance row named it

@@ -201,3 +201,26 @@ def test_dead_letters_are_replayed_after_a_fix_files_and_webhook_bodies(
     # the replayed letters are kept apart; nothing failed again, so nothing new is waiting
     assert sorted(p.name for p in (tmp_path / "ingest" / "dead-letters").glob("*.jsonl")) == []
     assert len(list((tmp_path / "ingest" / "dead-letters" / "replayed").glob("*.jsonl"))) == 2
+
+
+def test_a_parked_record_loads_when_its_parent_arrives_by_webhook(
+    store: Store, tmp_path: Path
+) -> None:
+    """Confirmations from a file run wait for their order; the MES posting the order to the
+    webhook later is the run that loads them."""
+    early = tmp_path / "confirmations.json"
+    early.write_text((DATA / "sap" / "confirmations.json").read_text())
+    first = IngestRunner(store, tmp_path / "ingest").run([early])
+    assert first.rejected == 0 and first.parked > 0
+    key = ApiKeys(tmp_path).create("writer", "mes")
+    with TestClient(create_app(store, Settings(home=tmp_path))) as client:
+        posted = client.post(
+            "/ingest",
+            params={"filename": "production_orders.json"},
+            content=(DATA / "sap" / "production_orders.json").read_bytes(),
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert posted.status_code == 200, posted.text
+    confirmed = store.read("MATCH (c:Confirmation)-[:CONFIRMS]->(:Operation) RETURN count(c) AS n")
+    assert confirmed == [{"n": first.parked}]
+    assert (tmp_path / "ingest" / "parked.jsonl").read_text().strip() == ""
