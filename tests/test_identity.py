@@ -4,6 +4,7 @@ events flagged ``unresolved`` until their master record or an alias arrives."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,32 @@ def test_webhook_and_graphql_mutations_apply_the_stored_aliases(
         "RETURN p.person_id AS person, m.machine_id AS machine"
     )
     assert linked == [{"person": "00004711", "machine": "M-101"}]
+
+
+def test_graphql_shows_and_filters_unresolved_stubs_and_aliases(
+    store: Store, tmp_path: Path
+) -> None:
+    from opsgraph.api.graphql import Context, build_schema
+
+    IngestRunner(store, tmp_path / "state").run(
+        _files(tmp_path, equipment_csv=EQUIPMENT, maintenance_csv=MAINTENANCE)
+    )
+    identity.declare(store, [Alias("Machine", "MILL-7", "M-101", "cmms")], "t")
+    query = build_schema().execute(
+        "{ machines(filter: {unresolved: true}) { nodes { machineId unresolved sourceRecord } }"
+        "  aliases { nodes { otherId businessKey system sourceRecord } } }",
+        context_value=Context(store),
+    )
+    result = asyncio.run(query)
+    assert result.errors is None, result.errors
+    assert result.data["machines"]["nodes"] == [
+        {"machineId": "DMU65-A", "unresolved": True, "sourceRecord": "maintenance.csv:line 2"}
+    ]
+    assert result.data["aliases"]["nodes"] == [
+        {
+            "otherId": "MILL-7",
+            "businessKey": "M-101",
+            "system": "cmms",
+            "sourceRecord": "t:Machine.MILL-7",
+        }
+    ]

@@ -475,7 +475,9 @@ def _list_field(spec: NodeSpec) -> Any:
 
 def _plural(label: str) -> str:
     name = label[0].lower() + label[1:]
-    return name[:-1] + "ies" if name.endswith("y") else name + "s"
+    if name.endswith("y"):
+        return name[:-1] + "ies"
+    return name + ("es" if name.endswith("s") else "s")
 
 
 def build_schema(introspection: bool = True) -> strawberry.Schema:
