@@ -10,11 +10,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
@@ -47,7 +49,13 @@ from opsgraph.graph.workflows import (
 from opsgraph.ingest.demo import VARIANTS, generate
 from opsgraph.ingest.mqtt import Broker, MqttError, MqttIngest
 from opsgraph.ingest.parking import Parked, ParkingLot
-from opsgraph.ingest.runner import FORMATS, IngestReport, IngestRunner, UnknownFormat
+from opsgraph.ingest.runner import (
+    FORMATS,
+    IngestReport,
+    IngestRunner,
+    SourceReport,
+    UnknownFormat,
+)
 from opsgraph.ingest.tables import load_mapping
 from opsgraph.schema import SchemaError, node_spec
 
@@ -340,6 +348,9 @@ def ingest(
     pending: Annotated[
         bool, typer.Option(help="List the records waiting for an entity they name, and exit.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="One report row per file, not per format.")
+    ] = False,
     retry_dead_letters: Annotated[
         bool,
         typer.Option(
@@ -421,7 +432,9 @@ def ingest(
             if len(paths) != 1 or not paths[0].is_dir():
                 raise typer.BadParameter("--watch takes exactly one folder")
             console.print(f"watching {paths[0]} every {interval:g} s (Ctrl-C to stop)")
-            on_report = _after_commit(store, settings, rules, as_json, _print_ingest)
+            on_report = _after_commit(
+                store, settings, rules, as_json, partial(_print_ingest, verbose=verbose)
+            )
             try:
                 runner.watch(paths[0], interval, on_report=on_report)
             except KeyboardInterrupt:
@@ -438,7 +451,7 @@ def ingest(
     if as_json:
         _emit({**report.as_dict(), "workflows": actions.as_dict() if actions else None})
     else:
-        _print_ingest(report)
+        _print_ingest(report, verbose)
         if actions is not None:
             _print_workflows(actions)
     if report.rejected:
@@ -450,6 +463,14 @@ def _alias_file(path: Path | None) -> Aliases:
         return Aliases.load(path)
     except AliasError as error:
         raise typer.BadParameter(str(error), param_hint="--aliases") from None
+
+
+def _shown(path: str) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -559,24 +580,49 @@ def _emit_report(report: IngestReport) -> None:
     typer.echo(json.dumps(report.as_dict(), default=str))
 
 
-def _print_ingest(report: IngestReport) -> None:
-    table = Table(title=f"ingest run {report.run_id}")
-    for column in ("source", "format", "records", "loaded", "skipped", "rejected", "s"):
-        table.add_column(column, justify="left" if column in ("source", "format") else "right")
+def _print_ingest(report: IngestReport, verbose: bool = False) -> None:
+    """One row per source system and format (``verbose``: per file, paths relative to the
+    working directory), the deviation rules apart from the records."""
+    table = Table(
+        title=f"ingest run {report.run_id}",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    first = ("file",) if verbose else ("system", "format")
+    counts = ("files", "records", "loaded", "parked", "rejected", "s")
+    for column in first:
+        table.add_column(column, overflow="fold")
+    for column in counts:
+        table.add_column(column, justify="right")
+    groups: dict[tuple[str, ...], list[SourceReport]] = {}
+    unchanged = [s for s in report.sources if s.unchanged_since_last_run]
     for source in report.sources:
-        if source.unchanged_since_last_run:
-            table.add_row(source.path, source.format, "unchanged since last run", "", "", "", "")
-            continue
+        if source.format != "rules" and not source.unchanged_since_last_run:
+            name = (_shown(source.path),) if verbose else (source.system or "?", source.format)
+            groups.setdefault(name, []).append(source)
+    for name, sources in groups.items():
         table.add_row(
-            source.path,
-            source.format,
-            str(source.records),
-            str(source.loaded),
-            str(source.skipped),
-            str(source.rejected),
-            f"{source.seconds:.2f}",
+            *name,
+            str(len(sources)),
+            str(sum(s.records for s in sources)),
+            str(sum(s.loaded for s in sources)),
+            str(sum(s.parked for s in sources)),
+            str(sum(s.rejected for s in sources)),
+            f"{sum(s.seconds for s in sources):.2f}",
         )
-    console.print(table)
+    if groups:
+        console.print(table)
+    if unchanged:
+        console.print(
+            f"{len(unchanged)} files unchanged since the last run, skipped (--full reads them)"
+        )
+    rules = [s for s in report.sources if s.format == "rules"]
+    if rules:
+        console.print(
+            f"deviation rules: {report.findings} findings, {len(report.new_deviations)} new "
+            f"deviations ({sum(s.seconds for s in rules):.2f} s)"
+        )
     created = sum(w["created"] for w in report.writes.values())
     updated = sum(w["updated"] for w in report.writes.values())
     rate = report.records / report.seconds if report.seconds else 0

@@ -214,6 +214,7 @@ class SourceReport:
 
     path: str
     format: str
+    system: str = ""  # the source system its records are stamped with
     records: int = 0
     loaded: int = 0
     skipped: int = 0
@@ -255,7 +256,13 @@ class IngestReport:
 
     @property
     def records(self) -> int:
-        return sum(s.records for s in self.sources)
+        """Records the sources sent (the deviation rules' findings are counted apart)."""
+        return sum(s.records for s in self.sources if s.format != "rules")
+
+    @property
+    def findings(self) -> int:
+        """Deviations the rules found (new or seen before) in this run."""
+        return sum(s.records for s in self.sources if s.format == "rules")
 
     @property
     def rejected(self) -> int:
@@ -265,6 +272,7 @@ class IngestReport:
         return {
             "run_id": self.run_id,
             "records": self.records,
+            "findings": self.findings,
             "rejected": self.rejected,
             "seconds": round(self.seconds, 3),
             "write_seconds": round(self.write_seconds, 3),
@@ -652,7 +660,12 @@ class IngestRunner:
                 mark = marks.get(f"{self.scope}|{path.resolve()}")
                 if not full and mark and mark["sha256"] == digest:
                     report.sources.append(
-                        SourceReport(str(path), fmt.name, unchanged_since_last_run=True)
+                        SourceReport(
+                            str(path),
+                            fmt.name,
+                            fmt.source_system(path),
+                            unchanged_since_last_run=True,
+                        )
                     )
                     continue
                 source = SourceReport(str(path), fmt.name)
@@ -750,6 +763,7 @@ class IngestRunner:
         """Feed a parser's items into the shared batch, flushing whenever it is full."""
         started = time.perf_counter()
         flushing = 0.0
+        source.system = source_system
         for item in items:
             if isinstance(item, BadRecord):
                 source.records += item.position != "file"

@@ -36,7 +36,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from tahutils.tahu import sparkplug_b_pb2 as spb
 
-from opsgraph.graph import queries
+from opsgraph.graph import identity, queries
 from opsgraph.graph.store import Store
 from opsgraph.schema.base import as_utc, parse_iso
 
@@ -105,8 +105,10 @@ class Tracker:
 
     def _resume(self, device: mtconnect.Device) -> None:
         """Pick up the alarms a previous session left open (its open state interval needs
-        nothing: the runner closes intervals from what is stored)."""
-        for r in self.store.read(queries.OPEN_MACHINE_ALARMS, machine=device.name):
+        nothing: the runner closes intervals from what is stored). The device may be named
+        by an alias: its alarms are stored under the machine's business key."""
+        machine = identity.load(self.store)("Machine", device.name)
+        for r in self.store.read(queries.OPEN_MACHINE_ALARMS, machine=machine):
             device.open_alarms.setdefault(r["code"], []).append((r["id"], as_utc(r["at"])))
 
     def place_rows(self, place: Place) -> list[NodeRow | RelRow]:

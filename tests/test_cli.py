@@ -265,3 +265,20 @@ def test_aliases_commands_store_list_suggest_and_remove(
     )
     assert removed.exit_code == 0, removed.output
     assert [a["alias"] for a in _run_json(settings, "aliases", "list")] == ["M-0101"]
+
+
+def test_the_load_report_sums_up_by_source_system_and_format(
+    settings: Settings, store: Store
+) -> None:
+    first = runner.invoke(app, [*_args(settings), "ingest", str(DATA / "sap")])
+    assert first.exit_code == 0, first.output
+    said = first.stdout
+    assert "SAP S/4HANA" in said and "sap-odata" in said and "production_orders" not in said
+    assert "deviation rules:" in said and "findings" in said
+    again = runner.invoke(app, [*_args(settings), "ingest", str(DATA / "sap"), "--verbose"])
+    assert again.exit_code == 0, again.output
+    assert "6 files unchanged since the last run, skipped" in again.stdout
+    full = runner.invoke(app, [*_args(settings), "ingest", str(DATA / "sap"), "-v", "--full"])
+    assert "sap/batches.json" in full.stdout and "SAP S/4HANA" not in full.stdout
+    (summary,) = [s for s in _run_json(settings, "ingest", str(DATA / "sap"))["sources"][:1]]
+    assert summary["system"] == "SAP S/4HANA" and summary["unchanged_since_last_run"]
