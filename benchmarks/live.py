@@ -81,7 +81,7 @@ async def run_load(url: str, writer: str, reader: str, rate: float, seconds: flo
                 number, due = job
                 body, bad = event(number)
                 if bad:
-                    sent[f"DEV-QC-QC-LIVE-{number}"] = due
+                    sent[f"DEV-QC-LIVE-{number}"] = due
                 status, answer = await http.post(
                     "/ingest?filename=quality_checks.csv", body.encode(), headers
                 )

@@ -146,6 +146,7 @@ def record_outcome(store: Store, decision_id: str, result: str, description: str
 
 def acknowledge_deviation(store: Store, deviation_id: str) -> None:
     """Mark a deviation as seen and being handled."""
+    deviation_id = identity.load(store)("Deviation", deviation_id)
     if deviation_id not in _existing(store, "Deviation", [deviation_id]):
         raise DecisionError(f"unknown Deviation {deviation_id!r}")
     _check(

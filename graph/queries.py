@@ -318,6 +318,11 @@ RETURN item.item_id AS item, item.label AS label, item.response AS response,
     )
 
 
+DEVIATIONS_WITH_REPEATED_TAG = """
+MATCH (d:Deviation) WHERE any(p IN $prefixes WHERE d.deviation_id STARTS WITH p)
+RETURN d.deviation_id AS id
+"""
+
 DEVIATIONS_BY_TYPE = """
 MATCH (d:Deviation)
 RETURN d.deviation_type AS type, d.severity AS severity, count(*) AS count

@@ -65,7 +65,7 @@ from scipy.stats import beta, norm
 from opsgraph.schema import node_spec, rel_spec
 from opsgraph.schema.base import as_utc
 
-from . import queries
+from . import identity, queries
 from .store import Rows, Store
 
 METHOD = "joint-exposure/v4"
@@ -352,6 +352,9 @@ class RootCauseAnalyzer:
 
     def _deviation(self, deviation_id: str) -> dict[str, Any]:
         rows = self.store.read(queries.RCA_DEVIATION, id=deviation_id)
+        if not rows or rows[0]["id"] is None:  # perhaps an ID it had before (an alias)
+            known = identity.load(self.store)("Deviation", deviation_id)
+            rows = self.store.read(queries.RCA_DEVIATION, id=known) if known != deviation_id else []
         if not rows or rows[0]["id"] is None:
             raise RcaError(f"no deviation {deviation_id!r} in the graph")
         row = rows[0]
@@ -768,6 +771,7 @@ class RootCauseAnalyzer:
         """Rank the likely causes of one deviation."""
         case = self._case(deviation_id)
         deviation, targets, candidates = case.deviation, case.targets, case.candidates
+        deviation_id = deviation["id"]  # its business key, if it was asked by an alias
         self._count(candidates, case.exposed, case.comparison, case.bad, case.around)
         causes, rest = self._rank(candidates, case.comparison, case.bad, frozenset(targets))
         notes: list[str] = []

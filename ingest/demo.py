@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .deviations import Thresholds
+from .deviations import Thresholds, deviation_id
 
 START = datetime(2026, 9, 7, tzinfo=UTC)  # a Monday
 SHIFTS = (("A", 6), ("B", 14))  # crew, start hour; 8-hour shifts
@@ -682,8 +682,8 @@ class DemoPlant:
                 found = []
                 rate = op.scrap / op.quantity if op.quantity else 0
                 if op.scrap and rate >= limits.scrap_rate:
-                    found.append(f"DEV-SCRAP-{op.operation_id}")
-                found += [f"DEV-QC-{c.check_id}" for c in op.checks if c.failed]
+                    found.append(deviation_id("SCRAP", op.operation_id))
+                found += [deviation_id("QC", c.check_id) for c in op.checks if c.failed]
                 for cause in op.causes:
                     entry = causes.setdefault(cause, {"deviations": []})
                     entry["deviations"] += found
@@ -698,8 +698,8 @@ class DemoPlant:
                 if op.causes:
                     continue
                 if op.scrap and op.scrap / op.quantity >= limits.scrap_rate:
-                    found.append(f"DEV-SCRAP-{op.operation_id}")
-                found += [f"DEV-QC-{c.check_id}" for c in op.checks if c.failed]
+                    found.append(deviation_id("SCRAP", op.operation_id))
+                found += [deviation_id("QC", c.check_id) for c in op.checks if c.failed]
         return sorted(found)
 
     def cause_entities(self, cause: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
-from opsgraph.graph import queries
+from opsgraph.graph import identity, queries
+from opsgraph.graph.identity import Alias
 from opsgraph.graph.store import Rows, Store
 from opsgraph.schema.base import as_utc
 
@@ -89,7 +90,7 @@ def scrap(store: Store, limits: Thresholds, scope: Scope | None = None) -> Itera
         if rate < limits.scrap_rate:
             continue
         yield _deviation(
-            f"DEV-SCRAP-{r['operation']}", "scrap", _severity(rate, 0.10, 0.20),
+            deviation_id("SCRAP", r["operation"]), "scrap", _severity(rate, 0.10, 0.20),
             f"Scrap {r['scrap']:g} of {r['scrap'] + r['good']:g} ({rate:.1%}) on operation "
             f"{r['operation']}" + (f" on {r['machine']}" if r["machine"] else ""),
             r["start"], r["end"],
@@ -112,7 +113,7 @@ def orders(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iter
             late = (finished - planned).total_seconds() / 60
             if late >= limits.late_minutes:
                 yield _deviation(
-                    f"DEV-LATE-{r['order']}", "late_order", _severity(late / 60, 4, 24),
+                    deviation_id("LATE", r["order"]), "late_order", _severity(late / 60, 4, 24),
                     f"Order {r['order']} finished {late / 60:.1f} h after its planned end",
                     planned, finished, [("ProductionOrder", r["order"])], "late_order",
                 )  # fmt: skip
@@ -121,7 +122,8 @@ def orders(store: Store, limits: Thresholds, scope: Scope | None = None) -> Iter
             missing = (total - good) / total
             if missing > limits.short_fraction:
                 yield _deviation(
-                    f"DEV-SHORT-{r['order']}", "short_order", _severity(missing, 0.10, 0.25),
+                    deviation_id("SHORT", r["order"]), "short_order",
+                    _severity(missing, 0.10, 0.25),
                     f"Order {r['order']} delivered {good:g} of {total:g} planned "
                     f"({missing:.1%} short)",
                     r["started"], finished, [("ProductionOrder", r["order"])], "short_order",
@@ -135,7 +137,7 @@ def quality(store: Store, limits: Thresholds, scope: Scope | None = None) -> Ite
         high = "∞" if r["upper"] is None else f"{r['upper']:g}"
         spec = f"[{low}, {high}]"
         yield _deviation(
-            f"DEV-QC-{r['check']}", "out_of_spec", "high",
+            deviation_id("QC", r["check"]), "out_of_spec", "high",
             f"{r['characteristic']} = {r['value']:g}{r['unit'] or ''} outside {spec}"
             if r["value"] is not None else f"{r['characteristic']} failed",
             r["at"], r["at"],
@@ -151,7 +153,7 @@ def downtime(store: Store, limits: Thresholds, scope: Scope | None = None) -> It
     for r in _read(store, queries.long_downtimes, scope, states, seconds=seconds):
         minutes = r["seconds"] / 60
         yield _deviation(
-            f"DEV-DOWN-{r['state']}", "downtime", _severity(minutes, 60, 240),
+            deviation_id("DOWN", r["state"]), "downtime", _severity(minutes, 60, 240),
             f"{r['machine']} down {minutes:.0f} min" + (f" ({r['reason']})" if r["reason"] else ""),
             r["start"], r["end"], [("Machine", r["machine"])], "downtime",
         )  # fmt: skip
@@ -163,7 +165,7 @@ def failed_checklist_items(
     items = (scope or {}).get("InspectionItem", set())
     for r in _read(store, queries.failed_inspection_items, scope, items):
         yield _deviation(
-            f"DEV-INSP-{r['item']}", "failed_checklist_item", "medium",
+            deviation_id("INSP", r["item"]), "failed_checklist_item", "medium",
             f"Failed: {r['label']}" + (f" ({r['response']})" if r["response"] else ""),
             r["at"], r["at"], [("InspectionItem", r["item"]), ("Machine", r["machine"])],
             "failed_checklist_item",
@@ -171,11 +173,31 @@ def failed_checklist_items(
 
 
 RULES = (scrap, orders, quality, downtime, failed_checklist_items)
+TAGS = ("SCRAP", "LATE", "SHORT", "QC", "DOWN", "INSP")
+
+
+def deviation_id(tag: str, key: str) -> str:
+    """``DEV-<tag>-<key>``, without repeating a tag the key already starts with (a quality
+    check ``QC-1000123-0010-01`` gives ``DEV-QC-1000123-0010-01``, not ``DEV-QC-QC-…``)."""
+    return f"DEV-{key}" if str(key).upper().startswith(f"{tag}-") else f"DEV-{tag}-{key}"
+
+
+def migrate_ids(store: Store) -> int:
+    """Rename deviations stored under the IDs earlier versions gave (``DEV-QC-QC-…``); the
+    old ID stays an alias, so what refers to it (a saved link, a decision's client) still
+    finds the deviation. Returns how many were renamed (none once a graph is migrated)."""
+    prefixes = Rows(f"DEV-{tag}-{tag}-" for tag in TAGS)
+    old = [r["id"] for r in store.read(queries.DEVIATIONS_WITH_REPEATED_TAG, prefixes=prefixes)]
+    # DEV-QC-QC-1000123-0010-01 -> DEV-QC-1000123-0010-01
+    aliases = [Alias("Deviation", key, f"DEV-{key.split('-', 2)[2]}") for key in old]
+    return len(identity.declare(store, aliases, "deviation ID migration").renamed) if old else 0
 
 
 def detect(
     store: Store, limits: Thresholds | None = None, scope: Scope | None = None
 ) -> Iterator[Record]:
     """Every deviation the rules find in the graph as it is now (within ``scope`` if given)."""
+    if scope is None:
+        migrate_ids(store)
     for rule in RULES:
         yield from rule(store, limits or Thresholds(), scope)

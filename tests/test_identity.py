@@ -234,3 +234,26 @@ def test_graphql_shows_and_filters_unresolved_stubs_and_aliases(
             "sourceRecord": "t:Machine.MILL-7",
         }
     ]
+
+
+def test_deviation_ids_of_earlier_versions_are_migrated_and_still_found(
+    store: Store, tmp_path: Path
+) -> None:
+    from opsgraph.graph import decisions
+
+    checks = tmp_path / "checks.csv"
+    checks.write_text(
+        "check_id,characteristic,value,unit,lower_limit,upper_limit,checked_at\n"
+        "QC-7,bore,42.5,mm,41.99,42.01,2026-11-02T09:30:00Z\n"
+    )
+    runner = IngestRunner(store, tmp_path / "state")
+    assert runner.run([checks]).new_deviations == ["DEV-QC-7"]  # the tag is not repeated
+    # a graph written by an earlier version holds the deviation as DEV-QC-QC-7
+    store.write("MATCH (d:Deviation {deviation_id: 'DEV-QC-7'}) SET d.deviation_id = 'DEV-QC-QC-7'")
+    again = runner.run([checks], full=True)
+    assert again.new_deviations == []  # renamed, not found a second time
+    ids = store.read("MATCH (d:Deviation) RETURN d.deviation_id AS id")
+    assert ids == [{"id": "DEV-QC-7"}]
+    decisions.acknowledge_deviation(store, "DEV-QC-QC-7")  # the old ID still finds it
+    status = store.read("MATCH (d:Deviation) RETURN d.status AS s")
+    assert status == [{"s": "acknowledged"}]

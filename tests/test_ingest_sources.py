@@ -167,7 +167,7 @@ def test_rules_find_the_deviations_and_notes_and_decisions_attach(plant: tuple) 
         "DEV-SCRAP-1000123/0010": "scrap",
         "DEV-SHORT-1000123": "short_order",
         "DEV-LATE-1000123": "late_order",
-        "DEV-QC-QC-1000123-0010-01": "out_of_spec",
+        "DEV-QC-1000123-0010-01": "out_of_spec",
         "DEV-DOWN-M-101/2026-11-02T09:12:30+00:00": "downtime",
         "DEV-DOWN-M-102/2026-11-02T15:00:00Z": "downtime",
         "DEV-INSP-audit_5f1c2b7e0d9a4c3b8e6f1a2b3c4d5e6f/q-spindle": "failed_checklist_item",

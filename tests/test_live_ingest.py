@@ -106,14 +106,14 @@ def test_a_posted_event_reaches_websocket_subscribers_as_a_new_deviation(
                 timeout=30,
             )
             assert posted.status_code == 200, posted.text
-            assert posted.json()["commit_new_deviations"] == ["DEV-QC-QC-LIVE-1"]
+            assert posted.json()["commit_new_deviations"] == ["DEV-QC-LIVE-1"]
             # pushed at commit, not after the 30 s polling interval, as a text frame
             pushed = ws.recv(timeout=5)
             assert isinstance(pushed, str)
             message = json.loads(pushed)
     assert message["type"] == "next", message
     assert message["payload"]["data"]["newDeviations"] == {
-        "deviationId": "DEV-QC-QC-LIVE-1",
+        "deviationId": "DEV-QC-LIVE-1",
         "deviationType": "out_of_spec",
     }
 
@@ -141,7 +141,7 @@ def test_concurrent_webhook_bodies_are_committed_together(store: Store, tmp_path
     assert len({id(outcome.run) for outcome in outcomes}) == 1  # one group, one commit
     assert [o.sources[0].loaded for o in outcomes] == [1] * 5
     found = store.read("MATCH (d:Deviation) RETURN d.deviation_id AS id ORDER BY id")
-    assert found == [{"id": "DEV-QC-QC-G-2"}, {"id": "DEV-QC-QC-G-3"}, {"id": "DEV-QC-QC-G-4"}]
+    assert found == [{"id": "DEV-QC-G-2"}, {"id": "DEV-QC-G-3"}, {"id": "DEV-QC-G-4"}]
 
 
 def test_a_submitter_that_gave_up_does_not_stop_the_group(store: Store, tmp_path: Path) -> None:

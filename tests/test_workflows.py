@@ -315,7 +315,7 @@ workflows:
     )
     assert posted.status_code == 200, posted.text
     query = (
-        "MATCH (a:Action {action_id: 'WF-oos-DEV-QC-QC-WF-1'})-[:ASSIGNED_TO]->(p:Person) "
+        "MATCH (a:Action {action_id: 'WF-oos-DEV-QC-WF-1'})-[:ASSIGNED_TO]->(p:Person) "
         "RETURN p.person_id AS person"
     )
     deadline = time.monotonic() + 30  # the rules run right after the commit is answered
