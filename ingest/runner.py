@@ -905,18 +905,10 @@ class IngestRunner:
     def _chain_states(self, buffer: _Buffer, batch: _Batch, report: IngestReport) -> None:
         """Close the intervals of the machines whose states this batch wrote; states closed
         this way are in scope for the live runs' deviation rules, like those written."""
-        starts = []
-        for props, _ in buffer.nodes.get("MachineState", ()):
-            try:
-                starts.append(as_utc(props.get("start")))
-            except ValueError:
-                continue  # the writer rejected it with the reason
-        starts = [s for s in starts if s is not None]
-        had = buffer.rels.get(("Machine", "HAD_STATE", "MachineState"), ())
-        machines = {data["start"] for data, _ in had}
-        if not starts or not machines:
+        since, machines = _timeline(buffer, "MachineState", "HAD_STATE", ("start",))
+        if since is None or not machines:
             return
-        closed, repeated = self.writer.chain_states(machines, min(starts))
+        closed, repeated = self.writer.chain_states(machines, since)
         report.repeated_states += repeated
         if batch.touched is not None:
             batch.touched.setdefault("MachineState", set()).update(closed)
@@ -925,18 +917,10 @@ class IngestRunner:
     def _chain_alarms(self, buffer: _Buffer, batch: _Batch) -> None:
         """Clear alarms across files and runs, for the machines whose alarms (raised,
         cleared, or a condition's return to Normal) this batch wrote."""
-        times = []
-        for props, _ in buffer.nodes.get("Alarm", ()):
-            try:
-                times.append(as_utc(props.get("raised_at") or props.get("cleared_at")))
-            except ValueError:
-                continue  # the writer rejected it with the reason
-        times = [t for t in times if t is not None]
-        raised = buffer.rels.get(("Machine", "RAISED", "Alarm"), ())
-        machines = {data["start"] for data, _ in raised}
-        if not times or not machines:
+        since, machines = _timeline(buffer, "Alarm", "RAISED", ("raised_at", "cleared_at"))
+        if since is None or not machines:
             return
-        cleared = self.writer.chain_alarms(machines, min(times))
+        cleared = self.writer.chain_alarms(machines, since)
         if batch.touched is not None:
             batch.touched.setdefault("Alarm", set()).update(cleared)
 
@@ -1029,6 +1013,21 @@ def _waves(groups: list[tuple[tuple[str, str, str], Any]]) -> list[list]:
         else:
             waves.append((set(labels), [group]))
     return [members for _, members in waves]
+
+
+def _timeline(
+    buffer: _Buffer, label: str, rel_type: str, fields: tuple[str, ...]
+) -> tuple[datetime | None, set[str]]:
+    """The earliest time a buffer's events of a label carry (the first of ``fields`` each
+    has) and the machines they belong to: what the interval chaining re-reads."""
+    times = []
+    for props, _ in buffer.nodes.get(label, ()):
+        try:
+            times.append(as_utc(next((props[f] for f in fields if props.get(f)), None)))
+        except ValueError:
+            continue  # the writer rejected it with the reason
+    machines = {data["start"] for data, _ in buffer.rels.get(("Machine", rel_type, label), ())}
+    return min((t for t in times if t is not None), default=None), machines
 
 
 def _touch(touched: dict[str, set[str]], buffer: _Buffer) -> None:
