@@ -205,9 +205,9 @@ class _Queue:
         known.update(new)
         entry = self.pending.get(key)
         if entry is not None:
-            if not entry["props"]:
-                entry["props"] = dict(origin)  # a queued reference becomes a full row
-            entry["props"].update(new)
+            # the latest record that added facts is the origin, as when the two rows land in
+            # different batches: what is stored must not depend on where a batch ended
+            entry["props"].update({**origin, **new})
             return None
         entry = {"key": key, "props": {**origin, **new}, "origin": {}}
         self.pending[key] = entry
