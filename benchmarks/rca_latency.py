@@ -1,6 +1,6 @@
 """Time per deviation for root-cause analysis on the demo plant at two sizes.
 
-    python benchmarks/rca_latency.py [--scales 1 10] [--sample 60]
+    python benchmarks/rca_latency.py [--scales 1 10] [--sample 60] [--cache DIR]
 
 "single" is what `opsgraph rca DEV-ID` costs: a fresh analyzer that pulls the deviation's
 neighbourhood from the store. "batch" is `opsgraph rca --all`: one analyzer whose pulled
@@ -13,6 +13,7 @@ import argparse
 import random
 import statistics
 import time
+from pathlib import Path
 
 from _plants import DemoPlants
 
@@ -29,8 +30,9 @@ def main() -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--sample", type=int, default=60)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--cache", type=Path, help="keep the loaded plants here between runs")
     args = parser.parse_args()
-    plants = DemoPlants()
+    plants = DemoPlants(args.cache)
     rows = []
     try:
         for scale in args.scales:

@@ -368,14 +368,18 @@ RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
        m.machine_id AS machine, ord.order_id AS order
 """
 
+# Times a query compares with are computed once, in a leading WITH: the embedded store
+# evaluates `datetime($since)` in a WHERE once per row, which doubles the cost of a scan.
+#
 # Every operation of the plant in the analysis window, with the deviations about it and its
 # order: the reference the factors' deviation rates are compared with. Plant-wide on purpose:
 # a comparison built from optional metadata (machine types) collapses on exports without it.
 # Thousands of rows: collected into one record of lists (the driver pays per record), with
 # times as epoch milliseconds (decoding a datetime costs more than reading it).
 RCA_WINDOW = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (o:Operation)
-WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+WHERE o.actual_start >= since AND o.actual_start <= until
 OPTIONAL MATCH (o)-[:ON_MACHINE]->(m:Machine)
 RETURN collect([o.operation_id, o.actual_start.epochMillis, o.actual_end.epochMillis,
                 coalesce(o.description, o.sequence), m.machine_id]) AS rows
@@ -384,15 +388,17 @@ RETURN collect([o.operation_id, o.actual_start.epochMillis, o.actual_end.epochMi
 # The deviations of the window's work: about an operation, and (read only for a deviation
 # about an order) about its order.
 RCA_WINDOW_DEVIATIONS = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (d:Deviation)
-WHERE d.start >= datetime($since) AND d.start <= datetime($until)
+WHERE d.start >= since AND d.start <= until
 MATCH (d)-[:ABOUT]->(o:Operation)
 RETURN collect([o.operation_id, d.deviation_type]) AS rows
 """
 
 RCA_WINDOW_ORDER_DEVIATIONS = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (d:Deviation)
-WHERE d.start >= datetime($since) AND d.start <= datetime($until)
+WHERE d.start >= since AND d.start <= until
 MATCH (d)-[:ABOUT]->(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
 RETURN collect([o.operation_id, d.deviation_type]) AS rows
 """
@@ -400,17 +406,19 @@ RETURN collect([o.operation_id, d.deviation_type]) AS rows
 # Deviations about a machine alone (downtime, failed checklist items): an operation counts as
 # showing one when it started on that machine within the same time.
 RCA_MACHINE_DEVIATIONS = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (d:Deviation)
 WHERE d.deviation_type IN $types
-  AND d.start >= datetime($since) AND d.start <= datetime($until)
+  AND d.start >= since AND d.start <= until
 MATCH (d)-[:ABOUT]->(m:Machine)
 RETURN d.deviation_id AS id, m.machine_id AS machine, d.start AS at
 """
 
 RCA_OPERATION_AT = """
+WITH datetime($at) - duration({hours: 12}) AS earliest,
+     datetime($at) + duration({hours: 24}) AS latest
 MATCH (:Machine {machine_id: $machine})<-[:ON_MACHINE]-(o:Operation)
-WHERE o.actual_start <= datetime($at) + duration({hours: 24})
-  AND o.actual_start >= datetime($at) - duration({hours: 12})
+WHERE o.actual_start >= earliest AND o.actual_start <= latest
 RETURN o.operation_id AS operation, o.actual_start AS start, o.actual_end AS end
 """
 
@@ -429,9 +437,10 @@ RETURN key, row[0] AS operation, row[1] AS carried
 """
 
 RCA_EXPOSURE_SUPPLIERS = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $keys AS key
 MATCH (:Supplier {supplier_id: key})-[:SUPPLIED]->(l:MaterialLot)-[:CONSUMED_BY]->(u:Operation)
-WHERE u.actual_start >= datetime($since) AND u.actual_start <= datetime($until)
+WHERE u.actual_start >= since AND u.actual_start <= until
 OPTIONAL MATCH (u)<-[:HAS_OPERATION]-(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
 WHERE o.actual_start > u.actual_start
 WITH key, l, collect(DISTINCT u.operation_id) AS direct, collect(DISTINCT o.operation_id) AS later
@@ -440,45 +449,50 @@ RETURN key, row[0] AS operation, row[1] AS carried, l.lot_id AS lot
 """
 
 RCA_EXPOSURE_PEOPLE = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $keys AS key
 MATCH (:Person {person_id: key})-[:PERFORMED]->(o:Operation)
-WHERE o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+WHERE o.actual_start >= since AND o.actual_start <= until
 RETURN key, o.operation_id AS operation
 """
 
 # Work whose order ran an earlier step on the machine (any number of steps before).
 RCA_EXPOSURE_UPSTREAM = """
+WITH datetime($history) AS history, datetime($since) AS since, datetime($until) AS until
 UNWIND $keys AS key
 MATCH (:Machine {machine_id: key})<-[:ON_MACHINE]-(u:Operation)
-WHERE u.actual_start >= datetime($history) AND u.actual_start <= datetime($until)
+WHERE u.actual_start >= history AND u.actual_start <= until
 MATCH (u)<-[:HAS_OPERATION]-(:ProductionOrder)-[:HAS_OPERATION]->(o:Operation)
 WHERE o.actual_start > u.actual_start
-  AND o.actual_start >= datetime($since) AND o.actual_start <= datetime($until)
+  AND o.actual_start >= since AND o.actual_start <= until
 RETURN DISTINCT key, o.operation_id AS operation
 """
 
 # The same kinds of symptom anywhere in the plant: how often work deviates when its machine
 # raised such an alarm or failed such a checklist, pooled over machines.
 RCA_ALARMS_LIKE = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (a:Alarm)
-WHERE a.code IN $codes AND a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+WHERE a.code IN $codes AND a.raised_at >= since AND a.raised_at <= until
   AND coalesce(a.level, '') <> 'Normal'
 MATCH (m:Machine)-[:RAISED]->(a)
 RETURN m.machine_id AS machine, a.code AS code, a.level AS level, a.raised_at AS at
 """
 
 RCA_FAILED_INSPECTIONS_LIKE = """
+WITH datetime($since) AS since, datetime($until) AS until
 MATCH (i:Inspection)
 WHERE i.template IN $templates AND i.failed_items > 0
-  AND i.started_at >= datetime($since) AND i.started_at <= datetime($until)
+  AND i.started_at >= since AND i.started_at <= until
 MATCH (i)-[:INSPECTED]->(m:Machine)
 RETURN m.machine_id AS machine, i.template AS template, i.started_at AS at
 """
 
 RCA_INSPECTIONS = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $machines AS mid
 MATCH (:Machine {machine_id: mid})<-[:INSPECTED]-(i:Inspection)
-WHERE i.started_at >= datetime($since) AND i.started_at <= datetime($until)
+WHERE i.started_at >= since AND i.started_at <= until
 RETURN mid AS machine, i.inspection_id AS id, i.template AS template, i.title AS title,
        i.started_at AS at, coalesce(i.failed_items, 0) AS failed
 """
@@ -528,26 +542,29 @@ RETURN oid AS operation, collect(DISTINCT d.deviation_type) AS own,
 """
 
 RCA_MAINTENANCE = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $machines AS mid
 MATCH (:Machine {machine_id: mid})-[:HAD_MAINTENANCE]->(e:MaintenanceEvent)
-WHERE coalesce(e.start, e.scheduled_at) >= datetime($since)
-  AND coalesce(e.start, e.scheduled_at) <= datetime($until)
+WHERE coalesce(e.start, e.scheduled_at) >= since
+  AND coalesce(e.start, e.scheduled_at) <= until
 RETURN mid AS machine, e.maintenance_id AS id, e.maintenance_type AS type,
        e.status AS status, coalesce(e.start, e.scheduled_at) AS at, e.description AS description
 """
 
 RCA_CHANGEOVERS = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $machines AS mid
 MATCH (:Machine {machine_id: mid})-[:HAD_CHANGEOVER]->(c:Changeover)
-WHERE c.start >= datetime($since) AND c.start <= datetime($until)
+WHERE c.start >= since AND c.start <= until
 RETURN mid AS machine, c.changeover_id AS id, c.start AS at, c.end AS end,
        c.to_product AS product
 """
 
 RCA_ALARMS = """
+WITH datetime($since) AS since, datetime($until) AS until
 UNWIND $machines AS mid
 MATCH (:Machine {machine_id: mid})-[:RAISED]->(a:Alarm)
-WHERE a.raised_at >= datetime($since) AND a.raised_at <= datetime($until)
+WHERE a.raised_at >= since AND a.raised_at <= until
   AND coalesce(a.level, '') <> 'Normal'
 RETURN mid AS machine, a.alarm_id AS id, a.code AS code, a.level AS level,
        a.raised_at AS at, a.message AS message
