@@ -45,18 +45,24 @@ from .graphql import Context, build_schema
 log = logging.getLogger(__name__)
 ROLES = ("reader", "writer")
 MAX_WEBHOOK_BYTES = 20 * 1024 * 1024
+ID_LENGTH = 12  # characters of a key's hash that name it
 
 
 class ApiKeys:
-    """API keys kept as SHA-256 hashes (mode 0600) under the data directory."""
+    """API keys kept as SHA-256 hashes (mode 0600) under the data directory; a key is named
+    by the first characters of its hash (its ID), which is safe to show and to type."""
+
+    USE_EVERY = 60.0  # seconds between two records of a key's last use
 
     def __init__(self, home: Path) -> None:
         self.path = home / "api-keys.json"
+        self.usage_path = home / "api-keys-used.json"
         self._read: tuple[tuple[int, int, int] | None, dict[str, dict[str, str]]] = (None, {})
+        self._used: dict[str, float] = {}
 
     def _load(self) -> dict[str, dict[str, str]]:
         """The keys as last written, read again only when the file changed: every request
-        asks, and a key made meanwhile by `opsgraph apikey create` must work at once."""
+        asks, and a key made or revoked meanwhile by `opsgraph apikey` must count at once."""
         try:
             stat = self.path.stat()
         except OSError:
@@ -69,6 +75,15 @@ class ApiKeys:
                 return {}
         return self._read[1]
 
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
+        """Replace the file whole, so a server reading it never sees half of it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+        os.replace(temporary, path)
+
     def create(self, role: str, name: str) -> str:
         """A new key; only its hash is stored, so it is shown once."""
         if role not in ROLES:
@@ -76,15 +91,80 @@ class ApiKeys:
         key = f"og_{secrets.token_urlsafe(32)}"
         keys = dict(self._load())
         keys[_digest(key)] = {"role": role, "name": name, "created": datetime.now(UTC).isoformat()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(keys, handle, indent=1)
+        self._write(self.path, keys)
         return key
 
     def role(self, key: str) -> str | None:
-        entry = self._load().get(_digest(key))
-        return entry["role"] if entry else None
+        digest = _digest(key)
+        entry = self._load().get(digest)
+        if entry is None:
+            return None
+        now = time.time()
+        if now - self._used.get(digest, 0.0) >= self.USE_EVERY:
+            self._used[digest] = now
+            self._record_use(digest, now)
+        return entry["role"]
+
+    def _record_use(self, digest: str, now: float) -> None:
+        """Last use, in a file of its own: rewriting the keys file on requests would race
+        with `apikey revoke`. Losing a timestamp to a race between workers is harmless."""
+        try:
+            used = json.loads(self.usage_path.read_text())
+        except (OSError, ValueError):
+            used = {}
+        used[digest[:ID_LENGTH]] = datetime.fromtimestamp(now, UTC).isoformat()
+        try:
+            self._write(self.usage_path, used)
+        except OSError as error:
+            log.warning("could not record an API key's last use in %s: %s", self.usage_path, error)
+
+    def listing(self) -> list[dict[str, str]]:
+        """Every key without its secret: ID, name, role, created, last used."""
+        try:
+            used = json.loads(self.usage_path.read_text())
+        except (OSError, ValueError):
+            used = {}
+        return [
+            {
+                "id": digest[:ID_LENGTH],
+                "name": entry.get("name", ""),
+                "role": entry["role"],
+                "created": entry.get("created", ""),
+                "last_used": used.get(digest[:ID_LENGTH], ""),
+            }
+            for digest, entry in sorted(self._load().items(), key=lambda i: i[1].get("created", ""))
+        ]
+
+    def _find(self, which: str) -> str:
+        """The hash of the key with this ID (or ID prefix) or name; exactly one must match."""
+        keys = self._load()
+        found = [d for d in keys if d.startswith(which.lower())] if len(which) >= 6 else []
+        found = found or [d for d, entry in keys.items() if entry.get("name") == which]
+        if not found:
+            raise KeyError(f"no API key with ID or name {which!r} (see `opsgraph apikey list`)")
+        if len(found) > 1:
+            ids = ", ".join(d[:ID_LENGTH] for d in found)
+            raise KeyError(f"{which!r} names {len(found)} keys ({ids}): give one ID")
+        return found[0]
+
+    def revoke(self, which: str) -> dict[str, str]:
+        """Remove a key; a running server refuses it from its next request on."""
+        digest = self._find(which)
+        keys = dict(self._load())
+        entry = keys.pop(digest)
+        self._write(self.path, keys)
+        return {"id": digest[:ID_LENGTH], **entry}
+
+    def rotate(self, which: str) -> tuple[str, dict[str, str]]:
+        """A new key with the old one's name and role, the old one revoked in the same write
+        (no moment with both or neither)."""
+        digest = self._find(which)
+        keys = dict(self._load())
+        entry = keys.pop(digest)
+        key = f"og_{secrets.token_urlsafe(32)}"
+        keys[_digest(key)] = {**entry, "created": datetime.now(UTC).isoformat()}
+        self._write(self.path, keys)
+        return key, {"id": _digest(key)[:ID_LENGTH], "replaces": digest[:ID_LENGTH], **entry}
 
 
 def _digest(key: str) -> str:

@@ -1173,6 +1173,61 @@ def apikey_create(
         console.print(f"{key}\n[dim]{role} key; send it as 'Authorization: Bearer <key>'[/]")
 
 
+@apikey_app.command("list")
+def apikey_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the API keys: ID, name, role, created and last used (never the keys)."""
+    settings: Settings = ctx.obj
+    rows = ApiKeys(settings.home).listing()
+    if as_json:
+        _emit(rows)
+        return
+    table = Table(title=f"{len(rows)} API keys")
+    for column in ("id", "name", "role", "created", "last used"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["id"], row["name"], row["role"], row["created"][:19], row["last_used"][:19] or "-"
+        )
+    console.print(table)
+
+
+KeyArgument = Annotated[str, typer.Argument(help="The key's ID (from `apikey list`) or name.")]
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(ctx: typer.Context, which: KeyArgument, as_json: JsonOption = False) -> None:
+    """Revoke an API key; a running server refuses it from its next request on."""
+    settings: Settings = ctx.obj
+    try:
+        gone = ApiKeys(settings.home).revoke(which)
+    except KeyError as error:
+        err_console.print(f"[red]{error.args[0]}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        _emit(gone)
+    else:
+        console.print(f"revoked {gone['id']} ({gone['role']}, {gone['name'] or 'no name'})")
+
+
+@apikey_app.command("rotate")
+def apikey_rotate(ctx: typer.Context, which: KeyArgument, as_json: JsonOption = False) -> None:
+    """Replace an API key with a new one of the same name and role; the old one stops working
+    at once. The new key is printed once."""
+    settings: Settings = ctx.obj
+    try:
+        key, entry = ApiKeys(settings.home).rotate(which)
+    except KeyError as error:
+        err_console.print(f"[red]{error.args[0]}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        _emit({"key": key, **entry})
+    else:
+        console.print(
+            f"{key}\n[dim]{entry['role']} key {entry['id']}, replaces {entry['replaces']}; "
+            "send it as 'Authorization: Bearer <key>'[/]"
+        )
+
+
 @app.command("serve")
 def serve(
     ctx: typer.Context,

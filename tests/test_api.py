@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -852,3 +854,49 @@ def test_async_reads_keep_their_sessions_but_not_a_failed_one(store: Store) -> N
         assert all(s.closed() for s in opened)
 
     asyncio.run(scenario())
+
+
+def test_keys_are_listed_revoked_and_rotated_while_the_server_runs(
+    api: tuple, tmp_path: Path
+) -> None:
+    """`opsgraph apikey list|revoke|rotate` in another process: the running server refuses a
+    revoked or rotated-away key from its next request on and takes the new one at once."""
+    from typer.testing import CliRunner
+
+    from opsgraph.api.cli import app as cli
+
+    client, tokens = api
+    query = "{ machines(first: 1) { nodes { machineId } } }"
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli, ["--home", str(tmp_path), "apikey", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert _post(client, tokens["reader"], query).status_code == 200
+    listed = run("list")
+    assert sorted(k["role"] for k in listed) == ["reader", "writer"]
+    assert all(token not in json.dumps(listed) for token in tokens.values())
+    reader = next(k for k in listed if k["role"] == "reader")
+    assert reader["last_used"], "a request records when the key was last used"
+    writer = next(k for k in listed if k["role"] == "writer")
+    assert writer["last_used"] == ""
+
+    rotated = run("rotate", reader["id"])
+    assert rotated["replaces"] == reader["id"] and rotated["role"] == "reader"
+    assert _post(client, tokens["reader"], query).status_code == 401
+    assert _post(client, rotated["key"], query).status_code == 200
+
+    gone = run("revoke", rotated["id"])
+    assert gone["id"] == rotated["id"]
+    assert _post(client, rotated["key"], query).status_code == 401
+    assert [k["id"] for k in run("list")] == [writer["id"]]
+
+    unknown = runner.invoke(cli, ["--home", str(tmp_path), "apikey", "revoke", "no-such-key"])
+    assert unknown.exit_code == 2 and "no API key with ID or name 'no-such-key'" in unknown.output
+    ambiguous = ApiKeys(tmp_path)
+    ambiguous.create("reader", "twin")
+    ambiguous.create("reader", "twin")
+    twice = runner.invoke(cli, ["--home", str(tmp_path), "apikey", "revoke", "twin"])
+    assert twice.exit_code == 2 and "names 2 keys" in twice.output
