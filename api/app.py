@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 
+from opsgraph.graph import queries
 from opsgraph.graph.memory import DecisionMemory
 from opsgraph.graph.rca import RcaError, RootCauseAnalyzer
 from opsgraph.graph.settings import Settings
@@ -165,6 +166,10 @@ class ApiKeys:
         keys[_digest(key)] = {**entry, "created": datetime.now(UTC).isoformat()}
         self._write(self.path, keys)
         return key, {"id": _digest(key)[:ID_LENGTH], "replaces": digest[:ID_LENGTH], **entry}
+
+
+def _json(content: dict[str, Any], status: int) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json", status_code=status)
 
 
 def _digest(key: str) -> str:
@@ -318,8 +323,27 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        store.read("RETURN 1 AS ok")
-        return {"status": "ok", "store": store.description}
+        """Liveness: the process answers. Whether it can serve is /ready's question, so a
+        store outage never gets the API restarted by its supervisor."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> Response:
+        """Readiness: the store answers a query. 503 with what is down, for a load balancer
+        or monitoring; in production without the store's address or the driver's words."""
+        started = time.perf_counter()
+        try:
+            store.read(queries.PING)
+        except StoreError as error:
+            log.warning("/ready: the store did not answer: %s", error)
+            detail = {"reachable": False}
+            if not production:
+                detail |= {"store": store.description, "error": str(error)}
+            return _json({"status": "unavailable", "store": detail}, 503)
+        detail = {"reachable": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        if not production:
+            detail["store"] = store.description
+        return _json({"status": "ready", "store": detail}, 200)
 
     return app
 

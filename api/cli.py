@@ -1246,7 +1246,7 @@ def serve(
         ),
     ] = 1,
 ) -> None:
-    """Serve the GraphQL API (GraphiQL at /graphql) and /health with uvicorn."""
+    """Serve the GraphQL API (GraphiQL at /graphql), /health and /ready with uvicorn."""
     import uvicorn
 
     settings: Settings = ctx.obj

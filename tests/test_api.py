@@ -318,9 +318,34 @@ def test_wide_queries_are_refused_by_their_estimated_size(api: tuple) -> None:
     )
 
 
-def test_health(api: tuple) -> None:
+def test_health_and_ready(api: tuple, tmp_path: Path) -> None:
+    """/health says the process lives; /ready whether the store answers: 503 with what is
+    down when it does not, and in production without the store's address or error text."""
+    import socket
+
+    from neo4j import GraphDatabase
+
+    from opsgraph.graph.store import Store
+
     client, _ = api
-    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/health").json() == {"status": "ok"}
+    up = client.get("/ready")
+    assert up.status_code == 200 and up.json()["store"]["reachable"] is True
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Store(GraphDatabase.driver(f"bolt://127.0.0.1:{port}"), None, f"bolt://127.0.0.1:{port}")
+    try:
+        for production in (False, True):
+            app = create_app(down, Settings(home=tmp_path), production=production)
+            answer = TestClient(app).get("/ready")  # no lifespan: it would connect
+            assert answer.status_code == 503, answer.text
+            body = answer.json()
+            assert body["status"] == "unavailable" and body["store"]["reachable"] is False
+            assert (str(port) in answer.text) is not production
+            assert TestClient(app).get("/health").status_code == 200
+    finally:
+        down.close()
 
 
 RECORD = """
