@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -168,6 +169,20 @@ class ApiKeys:
         return key, {"id": _digest(key)[:ID_LENGTH], "replaces": digest[:ID_LENGTH], **entry}
 
 
+class RedactKeys(logging.Filter):
+    """Masks ``api_key=…`` in uvicorn's access lines: a browser page may carry its key in
+    the address, and access logs are kept and shipped where keys must not go."""
+
+    PATTERN = re.compile(r"(api_key=)[^&\s]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 def _json(content: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(content), media_type="application/json", status_code=status)
 
@@ -187,6 +202,9 @@ def create_app(
     """The app around an open store; ``auth=False`` only for local exploration. With
     ``workflows``, every deviation the webhook's records produce goes through the rules."""
     keys = ApiKeys(settings.home)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactKeys) for f in access.filters):
+        access.addFilter(RedactKeys())
     memory = DecisionMemory(store)  # one per app: the embedding model loads once, on first use
 
     def role_of(request: HTTPConnection) -> str:

@@ -925,3 +925,24 @@ def test_keys_are_listed_revoked_and_rotated_while_the_server_runs(
     ambiguous.create("reader", "twin")
     twice = runner.invoke(cli, ["--home", str(tmp_path), "apikey", "revoke", "twin"])
     assert twice.exit_code == 2 and "names 2 keys" in twice.output
+
+
+def test_api_keys_in_addresses_are_masked_in_access_logs(
+    api: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn logs each request's path with its query; a key given as ``api_key`` in the
+    address must not reach the log."""
+    import logging
+
+    access = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        access.info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/evidence/DEV-1?api_key=og_secret-value&x=1",
+            "1.1",
+            200,
+        )
+    assert "og_secret-value" not in caplog.text
+    assert "/evidence/DEV-1?api_key=***&x=1" in caplog.text
