@@ -946,3 +946,20 @@ def test_api_keys_in_addresses_are_masked_in_access_logs(
         )
     assert "og_secret-value" not in caplog.text
     assert "/evidence/DEV-1?api_key=***&x=1" in caplog.text
+
+
+def test_client_errors_are_logged_as_one_line(api: tuple, caplog: pytest.LogCaptureFixture) -> None:
+    """A reader's mutation or an unknown field is the client's mistake: one log line, no
+    traceback; strawberry's own error log (with traceback) stays for unexpected failures."""
+    import logging
+
+    client, tokens = api
+    about = [{"label": "Deviation", "key": "DEV-1"}]
+    with caplog.at_level(logging.INFO):
+        _post(client, tokens["reader"], RECORD, {"client": "c-9", "about": about})
+        _post(client, tokens["reader"], "{ machines(first: 1) { nodes { noSuchField } } }")
+    lines = [r for r in caplog.records if "GraphQL client error" in r.getMessage()]
+    assert len(lines) == 2, caplog.text
+    assert "recordDecision" in lines[0].getMessage() and "may only read" in lines[0].getMessage()
+    assert all(r.exc_info is None for r in lines)
+    assert not [r for r in caplog.records if r.name == "strawberry.execution"], caplog.text

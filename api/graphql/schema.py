@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -26,7 +27,8 @@ from strawberry.extensions import (
 )
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
+from strawberry.utils.logging import StrawberryLogger
 
 from opsgraph.graph import decisions, read
 from opsgraph.graph.decisions import DecisionError
@@ -45,6 +47,8 @@ from opsgraph.schema.base import (
 
 from .cost import QueryCost
 from .execution import LeanExecutor, Recent, ValidatedTexts
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 100
 MAX_DEPTH = 8
@@ -623,7 +627,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         lambda: QueryCost(MAX_COST, within),  # after validation: it needs a valid document
         lambda: MaskErrors(should_mask_error=_internal),
     ]
-    return strawberry.Schema(
+    return _Schema(
         query=query,
         mutation=mutation,
         subscription=subscription,
@@ -653,6 +657,21 @@ def _subscriptions(types: _Types) -> type:
     new_deviations.__annotations__["return"] = AsyncGenerator[deviation, None]
     namespace = {"new_deviations": strawberry.subscription(resolver=new_deviations)}
     return strawberry.type(type("Subscription", (), namespace))
+
+
+class _Schema(strawberry.Schema):
+    """Logs what a client got wrong (an unknown field, a reader's mutation, a bad argument)
+    as one line; only unexpected failures get strawberry's traceback."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _internal(error):
+                StrawberryLogger.error(error, execution_context)
+            else:
+                where = ".".join(str(p) for p in error.path or ()) or "request"
+                log.info("GraphQL client error at %s: %s", where, error.message)
 
 
 def _internal(error: GraphQLError) -> bool:
