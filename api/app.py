@@ -183,6 +183,23 @@ class RedactKeys(logging.Filter):
         return True
 
 
+def _hide(message: str, path: Path, name: str) -> str:
+    """A message about a webhook body, naming the file as the caller sent it: the inbox's
+    path on this server is nobody else's business."""
+    return message.replace(str(path), name)
+
+
+def _prune(inbox: Path, days: float) -> None:
+    """Remove kept webhook bodies (those with rejected records) older than ``days``."""
+    cutoff = time.time() - days * 86400
+    for body in inbox.iterdir():
+        try:
+            if body.stat().st_mtime < cutoff:
+                body.unlink()
+        except OSError:  # another worker removed it first
+            continue
+
+
 def _json(content: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(content), media_type="application/json", status_code=status)
 
@@ -310,27 +327,32 @@ def create_app(
         if len(body) > MAX_WEBHOOK_BYTES:
             raise HTTPException(status_code=413, detail="payload over 20 MB: use opsgraph ingest")
         inbox.mkdir(parents=True, exist_ok=True)
+        _prune(inbox, settings.inbox_days)
         path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}-{name}"
         path.write_bytes(body)
         try:
             stream = runner.file_stream(path, format)
         except UnknownFormat as error:
             path.unlink()
-            raise HTTPException(status_code=422, detail=str(error)) from None
+            raise HTTPException(status_code=422, detail=_hide(str(error), path, name)) from None
         try:
             outcome = await asyncio.wrap_future(live.submit([stream]))
         except StoreError as error:  # nothing of this body was committed: the sender retries
+            path.unlink(missing_ok=True)
             raise HTTPException(status_code=503, detail=f"not loaded, retry: {error}") from None
+        if not outcome.rejected:  # committed whole (parked records keep their own copy)
+            path.unlink(missing_ok=True)
         run = outcome.run
         content = {
             "run_id": run.run_id if run else None,
             "records": sum(s.records for s in outcome.sources),
             "rejected": outcome.rejected,
-            "sources": [s.as_dict() for s in outcome.sources],
+            "sources": [{**s.as_dict(), "path": name} for s in outcome.sources],
             # the deviation rules run on the whole commit this body went into
             "commit_new_deviations": run.new_deviations if run else [],
             "rejections": [
-                {"position": r["position"], "reason": r["reason"]} for r in outcome.rejections
+                {"position": r["position"], "reason": _hide(r["reason"], path, name)}
+                for r in outcome.rejections
             ],
         }
         return Response(

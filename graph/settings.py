@@ -30,6 +30,9 @@ class Settings:
     # Which ArcadeDB package the embedded store runs on when several are installed
     # ("arcadedb-jvm" or "arcadedb-embedded"); None = arcadedb-jvm if installed.
     store_package: str | None = None
+    # Webhook bodies with rejected records stay in $OPSGRAPH_HOME/inbox for replay
+    # (`ingest --retry-dead-letters`) this many days; bodies that loaded whole go at once.
+    inbox_days: float = 14.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,6 +47,13 @@ class Settings:
                 raise ValueError(f"{name}={value!r} is not a TCP port number")
             return int(value)
 
+        def days(name: str, default: float) -> float:
+            value = env.get(name)
+            try:
+                return default if not value else max(0.0, float(value))
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not a number of days") from None
+
         settings = cls(
             uri=env.get("OPSGRAPH_URI") or None,
             user=env.get("OPSGRAPH_USER") or "neo4j",
@@ -53,6 +63,7 @@ class Settings:
             bolt_port=port("OPSGRAPH_BOLT_PORT"),
             http_port=port("OPSGRAPH_HTTP_PORT"),
             store_package=env.get("OPSGRAPH_STORE_PACKAGE") or None,
+            inbox_days=days("OPSGRAPH_INBOX_DAYS", 14.0),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -69,6 +80,7 @@ class Settings:
             "OPSGRAPH_BOLT_PORT": self.bolt_port,
             "OPSGRAPH_HTTP_PORT": self.http_port,
             "OPSGRAPH_STORE_PACKAGE": self.store_package,
+            "OPSGRAPH_INBOX_DAYS": self.inbox_days,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 

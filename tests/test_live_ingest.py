@@ -79,6 +79,14 @@ def test_the_webhook_loads_records_for_writers(store: Store, tmp_path: Path) -> 
     assert bad.status_code == 422
     reasons = {r["position"]: r["reason"] for r in bad.json()["rejections"]}
     assert reasons["d.results[2]"] == "missing ManufacturingOrder"
+    # bodies that loaded whole are gone; one with rejections stays for replay (dead letters
+    # name it), and the answers name the file as sent, not where this server keeps it
+    kept = [p.name for p in (tmp_path / "inbox").iterdir()]
+    assert len(kept) == 1 and kept[0].endswith("-bad.json"), kept
+    assert str(tmp_path) not in bad.text and str(tmp_path) not in accepted.text
+    assert {s["path"] for s in bad.json()["sources"]} == {"bad.json"}
+    truncated = post(writer, body[: len(body) // 2], "cut.json")
+    assert truncated.status_code == 422 and str(tmp_path) not in truncated.text
     assert post(writer, b"{}", "../escape.json").status_code in (200, 422)
     assert not (tmp_path / "escape.json").exists()
 
