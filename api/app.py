@@ -284,7 +284,7 @@ def create_app(
         lifespan=lifespan,
     )
     graphql = GraphQLView(
-        build_schema(introspection=not production),
+        build_schema(production=production),
         context,
         graphql_ide=None if production else "graphiql",
     )

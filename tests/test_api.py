@@ -963,3 +963,18 @@ def test_client_errors_are_logged_as_one_line(api: tuple, caplog: pytest.LogCapt
     assert "recordDecision" in lines[0].getMessage() and "may only read" in lines[0].getMessage()
     assert all(r.exc_info is None for r in lines)
     assert not [r for r in caplog.records if r.name == "strawberry.execution"], caplog.text
+
+
+def test_production_hides_the_schema_from_probes(api: tuple, store: Store, tmp_path: Path) -> None:
+    """--production: no introspection and no "Did you mean …" naming the schema's fields
+    (which development keeps, because it helps)."""
+    client, tokens = api
+    typo = "{ machines(first: 1) { nodes { machineIdd } } }"
+    helpful = _post(client, tokens["reader"], typo).json()["errors"][0]["message"]
+    assert "Did you mean 'machineId'" in helpful
+    with TestClient(create_app(store, Settings(home=tmp_path), production=True)) as hardened:
+        message = _post(hardened, tokens["reader"], typo).json()["errors"][0]["message"]
+        assert message == "Cannot query field 'machineIdd' on type 'Machine'."
+        probe = _post(hardened, tokens["reader"], "{ __schema { types { name } } }").json()
+        assert "introspection" in probe["errors"][0]["message"].lower()
+        assert hardened.get("/graphql").status_code != 200  # no GraphiQL page either

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -24,6 +25,7 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
 )
 from strawberry.fastapi import BaseContext
 from strawberry.scalars import JSON
@@ -484,8 +486,10 @@ def _plural(label: str) -> str:
     return name + ("es" if name.endswith("s") else "s")
 
 
-def build_schema(introspection: bool = True) -> strawberry.Schema:
-    """The whole schema: one list field per label, node(id), root causes and search."""
+def build_schema(production: bool = False) -> strawberry.Schema:
+    """The whole schema: one list field per label, node(id), root causes and search.
+    ``production``: no introspection, and errors without "Did you mean …" suggestions, which
+    spell out the schema to whoever probes it."""
     types = _types()
     namespace: dict[str, Any] = {}
     for spec in types.specs.values():
@@ -614,7 +618,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         QueryDepthLimiter(max_depth=MAX_DEPTH),
         MaxAliasesLimiter(max_alias_count=30),
     ]
-    if not introspection:
+    if production:
         from graphql.validation import NoSchemaIntrospectionCustomRule
 
         rules.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
@@ -626,6 +630,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         lambda: ValidatedTexts(validated),
         lambda: QueryCost(MAX_COST, within),  # after validation: it needs a valid document
         lambda: MaskErrors(should_mask_error=_internal),
+        *([HideSuggestions] if production else []),
     ]
     return _Schema(
         query=query,
@@ -657,6 +662,18 @@ def _subscriptions(types: _Types) -> type:
     new_deviations.__annotations__["return"] = AsyncGenerator[deviation, None]
     namespace = {"new_deviations": strawberry.subscription(resolver=new_deviations)}
     return strawberry.type(type("Subscription", (), namespace))
+
+
+class HideSuggestions(SchemaExtension):
+    """Drops graphql-core's "Did you mean …?" from error messages (production)."""
+
+    SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in (result.errors if result else None) or ():
+            error.message = self.SUGGESTION.sub("", error.message)
 
 
 class _Schema(strawberry.Schema):
