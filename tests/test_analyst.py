@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from opsgraph.graph.analyst import GRASS, grass, saved_queries
+from opsgraph.graph.analyst import FAMILIES, GRASS, grass, model_diagram, saved_queries
 from opsgraph.graph.identity import Aliases
 from opsgraph.graph.rca import QUALITY, RootCauseAnalyzer
 from opsgraph.graph.store import Store
 from opsgraph.ingest.demo import generate
 from opsgraph.ingest.runner import IngestRunner
-from opsgraph.schema import node_specs
+from opsgraph.schema import node_specs, rel_specs
 
 
 @pytest.fixture
@@ -53,4 +54,17 @@ def test_the_style_sheet_covers_every_label_and_is_current() -> None:
     sheet = grass()
     for spec in node_specs().values():
         assert f"node.{spec.label} {{" in sheet and f"caption: '{{{spec.key}}}'" in sheet
-    assert GRASS.read_text() == sheet, "regenerate graph/browser/opsgraph.grass with grass()"
+    assert GRASS.read_text() == sheet, (
+        "graph/browser/opsgraph.grass is out of date: `.venv/bin/python -m opsgraph.graph.analyst`"
+    )
+
+
+def test_the_model_picture_shows_every_label_and_relationship_in_its_family_colour() -> None:
+    picture = model_diagram()
+    families = {label for labels, _ in FAMILIES.values() for label in labels}
+    for spec in node_specs().values():
+        assert spec.label in families, f"give {spec.label} a colour family in FAMILIES"
+        assert re.search(rf"\b{spec.label}\b", picture), spec.label
+    for rel in rel_specs():
+        edge = rf"{rel.start.label} -\.?->\|[^|]*\b{rel.type}\b[^|]*\| {rel.end.label}\b"
+        assert re.search(edge, picture), rel.name
