@@ -95,6 +95,24 @@ def configure(
     ctx.obj = Settings.from_env(uri=uri, user=user, password=password, database=database, home=home)
 
 
+def _listing(
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    what: str,
+    columns: dict[str, Callable[[dict[str, Any]], str]],
+) -> None:
+    """Rows as JSON as they are, or as a table titled with their count (heading -> cell)."""
+    if as_json:
+        _emit(rows)
+        return
+    table = Table(title=f"{len(rows)} {what}")
+    for heading in columns:
+        table.add_column(heading)
+    for row in rows:
+        table.add_row(*(cell(row) for cell in columns.values()))
+    console.print(table)
+
+
 def _emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -775,17 +793,18 @@ def aliases_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every stored alias, with the system that uses it and where it was declared."""
     with _open(ctx, as_json) as store:
         rows = identity.listing(store)
-    if as_json:
-        _emit(rows)
-        return
-    table = Table(title=f"{len(rows)} aliases")
-    for column in ("label", "alias", "business key", "system", "declared in"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["label"], row["alias"], row["key"], row["system"], row["source_record"] or ""
-        )
-    console.print(table)
+    _listing(
+        rows,
+        as_json,
+        "aliases",
+        {
+            "label": lambda r: r["label"],
+            "alias": lambda r: r["alias"],
+            "business key": lambda r: r["key"],
+            "system": lambda r: r["system"],
+            "declared in": lambda r: r["source_record"] or "",
+        },
+    )
 
 
 @aliases_app.command("suggest")
@@ -1177,18 +1196,18 @@ def apikey_create(
 def apikey_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the API keys: ID, name, role, created and last used (never the keys)."""
     settings: Settings = ctx.obj
-    rows = ApiKeys(settings.home).listing()
-    if as_json:
-        _emit(rows)
-        return
-    table = Table(title=f"{len(rows)} API keys")
-    for column in ("id", "name", "role", "created", "last used"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["id"], row["name"], row["role"], row["created"][:19], row["last_used"][:19] or "-"
-        )
-    console.print(table)
+    _listing(
+        ApiKeys(settings.home).listing(),
+        as_json,
+        "API keys",
+        {
+            "id": lambda r: r["id"],
+            "name": lambda r: r["name"],
+            "role": lambda r: r["role"],
+            "created": lambda r: r["created"][:19],
+            "last used": lambda r: r["last_used"][:19] or "-",
+        },
+    )
 
 
 KeyArgument = Annotated[str, typer.Argument(help="The key's ID (from `apikey list`) or name.")]
