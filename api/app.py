@@ -190,8 +190,9 @@ def _hide(message: str, path: Path, name: str) -> str:
 
 
 def _prune(inbox: Path, days: float) -> None:
-    """Remove kept webhook bodies (those with rejected records) older than ``days``."""
-    cutoff = time.time() - days * 86400
+    """Remove kept webhook bodies (those with rejected records) older than ``days``, and
+    never one younger than an hour: that may be another request's, not yet loaded."""
+    cutoff = time.time() - max(days * 86400, 3600)
     for body in inbox.iterdir():
         try:
             if body.stat().st_mtime < cutoff:
@@ -256,6 +257,7 @@ def create_app(
 
     live = LiveIngest(runner, on_commit=on_commit)
     inbox = settings.home / "inbox"
+    pruned = [-float("inf")]  # when the inbox was last pruned (monotonic seconds)
 
     async def context(request: HTTPConnection) -> Context:  # HTTP requests and websockets
         return Context(
@@ -327,7 +329,9 @@ def create_app(
         if len(body) > MAX_WEBHOOK_BYTES:
             raise HTTPException(status_code=413, detail="payload over 20 MB: use opsgraph ingest")
         inbox.mkdir(parents=True, exist_ok=True)
-        _prune(inbox, settings.inbox_days)
+        if time.monotonic() - pruned[0] > 3600:  # not a directory scan on every request
+            pruned[0] = time.monotonic()
+            _prune(inbox, settings.inbox_days)
         path = inbox / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}-{name}"
         path.write_bytes(body)
         try:
