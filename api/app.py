@@ -90,7 +90,7 @@ class ApiKeys:
         """A new key; only its hash is stored, so it is shown once."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        key = f"og_{secrets.token_urlsafe(32)}"
+        key = _new_key()
         keys = dict(self._load())
         keys[_digest(key)] = {"role": role, "name": name, "created": datetime.now(UTC).isoformat()}
         self._write(self.path, keys)
@@ -110,22 +110,23 @@ class ApiKeys:
     def _record_use(self, digest: str, now: float) -> None:
         """Last use, in a file of its own: rewriting the keys file on requests would race
         with `apikey revoke`. Losing a timestamp to a race between workers is harmless."""
-        try:
-            used = json.loads(self.usage_path.read_text())
-        except (OSError, ValueError):
-            used = {}
+        used = self._usage()
         used[digest[:ID_LENGTH]] = datetime.fromtimestamp(now, UTC).isoformat()
         try:
             self._write(self.usage_path, used)
         except OSError as error:
             log.warning("could not record an API key's last use in %s: %s", self.usage_path, error)
 
+    def _usage(self) -> dict[str, str]:
+        """When each key (by ID) was last used; nothing yet if the file is missing or torn."""
+        try:
+            return json.loads(self.usage_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
     def listing(self) -> list[dict[str, str]]:
         """Every key without its secret: ID, name, role, created, last used."""
-        try:
-            used = json.loads(self.usage_path.read_text())
-        except (OSError, ValueError):
-            used = {}
+        used = self._usage()
         return [
             {
                 "id": digest[:ID_LENGTH],
@@ -163,7 +164,7 @@ class ApiKeys:
         digest = self._find(which)
         keys = dict(self._load())
         entry = keys.pop(digest)
-        key = f"og_{secrets.token_urlsafe(32)}"
+        key = _new_key()
         keys[_digest(key)] = {**entry, "created": datetime.now(UTC).isoformat()}
         self._write(self.path, keys)
         return key, {"id": _digest(key)[:ID_LENGTH], "replaces": digest[:ID_LENGTH], **entry}
@@ -203,6 +204,10 @@ def _prune(inbox: Path, days: float) -> None:
 
 def _json(content: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(content), media_type="application/json", status_code=status)
+
+
+def _new_key() -> str:
+    return f"og_{secrets.token_urlsafe(32)}"
 
 
 def _digest(key: str) -> str:
