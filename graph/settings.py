@@ -47,7 +47,7 @@ class Settings:
                 raise ValueError(f"{name}={value!r} is not a TCP port number")
             return int(value)
 
-        def days(name: str, default: float) -> float:
+        def days(name: str, default: float) -> float:  # a number of days, never negative
             value = env.get(name)
             try:
                 return default if not value else max(0.0, float(value))
@@ -63,7 +63,7 @@ class Settings:
             bolt_port=port("OPSGRAPH_BOLT_PORT"),
             http_port=port("OPSGRAPH_HTTP_PORT"),
             store_package=env.get("OPSGRAPH_STORE_PACKAGE") or None,
-            inbox_days=days("OPSGRAPH_INBOX_DAYS", 14.0),
+            inbox_days=days("OPSGRAPH_INBOX_DAYS", cls.inbox_days),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
